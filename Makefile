@@ -1,0 +1,56 @@
+# Petrel's entry points. Every target installs what it needs first (idempotently).
+#   make test    - everything CI runs: unit, envtest, e2e, and ASan/UBSan unit tests
+#   make demo    - build, then run `petrel local` with the example cluster
+#   make bench   - benchmarks (results go to bench/README.md by hand, with date and machine)
+BUILD ?= build
+ASAN_BUILD ?= build-asan
+JOBS ?= $(shell nproc)
+CTEST_FLAGS ?= --output-on-failure --timeout 600
+
+.PHONY: all deps envtest-assets build build-asan test test-unit test-envtest test-e2e test-asan bench demo clean format
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+envtest-assets: deps
+	@bash scripts/envtest-assets.sh >/dev/null
+
+$(BUILD)/build.ninja:
+	cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+build: deps $(BUILD)/build.ninja
+	cmake --build $(BUILD) -j $(JOBS)
+
+$(ASAN_BUILD)/build.ninja:
+	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON
+
+build-asan: deps $(ASAN_BUILD)/build.ninja
+	cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+test-unit: build
+	cd $(BUILD) && ctest $(CTEST_FLAGS) -L unit
+
+test-envtest: build envtest-assets
+	cd $(BUILD) && KUBEBUILDER_ASSETS=$$(bash ../scripts/envtest-assets.sh) ctest $(CTEST_FLAGS) -L envtest
+
+test-e2e: build envtest-assets
+	cd $(BUILD) && KUBEBUILDER_ASSETS=$$(bash ../scripts/envtest-assets.sh) ctest $(CTEST_FLAGS) -L e2e
+
+test-asan: build-asan
+	cd $(ASAN_BUILD) && ctest $(CTEST_FLAGS) -L unit
+
+# The whole suite, as CI runs it.
+test: build build-asan envtest-assets
+	cd $(BUILD) && KUBEBUILDER_ASSETS=$$(bash ../scripts/envtest-assets.sh) ctest $(CTEST_FLAGS)
+	cd $(ASAN_BUILD) && ctest $(CTEST_FLAGS) -L unit
+
+bench: build envtest-assets
+	KUBEBUILDER_ASSETS=$$(bash scripts/envtest-assets.sh) bash bench/run.sh
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)
+
+format:
+	git ls-files '*.cc' '*.h' | xargs clang-format -i

@@ -1,0 +1,19 @@
+// The single `petrel` binary. Each subcommand lives with the component it runs; this file
+// only wires them into CLI11.
+#include <cstdio>
+
+#include <CLI/CLI.hpp>
+
+#include "cli/version.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Petrel: a PostgreSQL operator for Kubernetes, and the same on one machine"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", petrel::kVersion);
+
+  auto* version = app.add_subcommand("version", "Print the version");
+  version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
+
+  CLI11_PARSE(app, argc, argv);
+  return 0;
+}
