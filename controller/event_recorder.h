@@ -24,8 +24,8 @@ class EventRecorder {
                       const std::string& action, const std::string& note) = 0;
 };
 
-// Writes events through a KubeClient. Repeats of the same (object, reason, note) within a
-// short window are folded into one event with a series count instead of new objects.
+// Writes each event as a new events.k8s.io/v1 Event through a KubeClient. Callers record
+// transitions (something changed), not steady states, so repeats stay rare.
 class KubeEventRecorder : public EventRecorder {
  public:
   KubeEventRecorder(KubeClient& client, std::string controller_name,
