@@ -153,14 +153,16 @@ const char* ReclaimPolicyName(ReclaimPolicy p) {
   return p == ReclaimPolicy::kDelete ? "Delete" : "Retain";
 }
 
-std::string ApplicationName(const std::string& instance) {
-  std::string out = instance;
-  std::replace(out.begin(), out.end(), '-', '_');
-  std::replace(out.begin(), out.end(), '.', '_');
+std::string SlotName(const std::string& instance) {
+  std::string out = "petrel_" + instance;
+  for (char& c : out) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)))) {
+      c = '_';
+    }
+  }
   return out;
 }
-
-std::string SlotName(const std::string& instance) { return "petrel_" + ApplicationName(instance); }
 
 Json ResourceRequirements::ToJson() const {
   Json j = Json::object();

@@ -123,9 +123,9 @@ struct PostgresClusterSpec {
 // do) and whose message joins them.
 Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec);
 
-// The application_name and replication slot a replica uses: "db-2" -> "db_2" /
-// "petrel_db_2". Both are valid unquoted identifiers for synchronous_standby_names and slots.
-std::string ApplicationName(const std::string& instance);
+// The replication slot a replica streams through: "db-2" -> "petrel_db_2" (slot names allow
+// only lower-case letters, digits and underscores). Replicas connect with application_name =
+// their instance name, which is how synchronous_standby_names refers to them.
 std::string SlotName(const std::string& instance);
 
 // ---- Status ------------------------------------------------------------------------------

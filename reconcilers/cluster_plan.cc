@@ -110,7 +110,11 @@ std::string SynchronousStandbyNames(const std::optional<SynchronousSpec>& sync,
     number = std::min<int>(number, static_cast<int>(standbys.size()));
   }
   std::string list;
-  for (const auto& s : standbys) list += (list.empty() ? "" : ", ") + s;
+  for (const auto& s : standbys) {
+    std::string quoted = "\"";
+    for (char c : s) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+    list += (list.empty() ? "" : ", ") + quoted + "\"";
+  }
   return std::string(sync->method == SyncMethod::kFirst ? "FIRST " : "ANY ") +
          std::to_string(number) + " (" + list + ")";
 }
@@ -182,7 +186,8 @@ Json DesiredPod(const Names& n, const PostgresClusterSpec& spec, const std::stri
       {"command", {"petrel", "instance"}},
       {"args",
        {"--name=" + instance, "--cluster=" + n.cluster, std::string("--pgdata=") + kPgData,
-        "--listen-address=$(POD_IP)", "--api-port=" + std::to_string(kInstanceApiPort)}},
+        "--listen-address=$(POD_IP)", "--api-port=" + std::to_string(kInstanceApiPort),
+        "--pg-major=" + std::to_string(spec.postgres_major)}},
       {"env",
        {{{"name", "POD_IP"}, {"valueFrom", {{"fieldRef", {{"fieldPath", "status.podIP"}}}}}},
         {{"name", "POD_NAMESPACE"},
@@ -826,7 +831,7 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     bool connected = m.status && m.status->streaming;
     if (spec.postgresql.synchronous &&
         (spec.postgresql.synchronous->data_durability == DataDurability::kRequired || connected)) {
-      standbys.push_back(ApplicationName(m.name));
+      standbys.push_back(m.name);
     }
   }
   std::string system_id = old_.system_id;

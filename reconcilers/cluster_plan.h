@@ -110,7 +110,9 @@ std::string InstanceName(const std::string& cluster, int serial);
 // The serial of "<cluster>-<n>", or -1 when `name` is not an instance of `cluster`.
 int InstanceSerial(const std::string& cluster, const std::string& name);
 std::string SecretName(const std::string& cluster, const std::string& purpose);  // "superuser"...
-// synchronous_standby_names for `standbys` (application names), "" when asynchronous.
+// synchronous_standby_names for `standbys` (instance names, which replicas use as their
+// application_name; each is double-quoted because instance names contain '-'), "" when
+// asynchronous: ANY 1 ("db-2", "db-3").
 std::string SynchronousStandbyNames(const std::optional<SynchronousSpec>& sync,
                                     const std::vector<std::string>& standbys);
 // A stable content hash (FNV-1a, 16 hex digits) of an InstanceSpec ignoring `generation`.

@@ -217,9 +217,9 @@ TEST(ClusterStatus, JsonRoundTrip) {
   EXPECT_EQ(PostgresClusterStatus::FromJson(Json()), PostgresClusterStatus());
 }
 
-TEST(Names, ApplicationAndSlotNamesAreIdentifiers) {
-  EXPECT_EQ(ApplicationName("db-2"), "db_2");
-  EXPECT_EQ(SlotName("my-db-10"), "petrel_my_db_10");
+TEST(Names, SlotNamesAreIdentifiers) {
+  EXPECT_EQ(SlotName("db-2"), "petrel_db_2");
+  EXPECT_EQ(SlotName("my-db.10"), "petrel_my_db_10");
 }
 
 }  // namespace

@@ -572,15 +572,15 @@ TEST(ClusterPlan, SynchronousStandbyNames) {
   SynchronousSpec any{SyncMethod::kAny, 1, DataDurability::kRequired};
   SynchronousSpec first{SyncMethod::kFirst, 3, DataDurability::kPreferred};
   EXPECT_EQ(SynchronousStandbyNames(std::nullopt, {"db_2"}), "");
-  EXPECT_EQ(SynchronousStandbyNames(any, {"db_2", "db_3"}), "ANY 1 (db_2, db_3)");
-  EXPECT_EQ(SynchronousStandbyNames(first, {"db_2"}), "FIRST 1 (db_2)");
+  EXPECT_EQ(SynchronousStandbyNames(any, {"db-2", "db-3"}), "ANY 1 (\"db-2\", \"db-3\")");
+  EXPECT_EQ(SynchronousStandbyNames(first, {"db-2"}), "FIRST 1 (\"db-2\")");
   EXPECT_EQ(SynchronousStandbyNames(first, {}), "");
 
   Json spec = Spec(3);
   spec["postgresql"] = {{"synchronous", {{"method", "any"}, {"number", 1}}}};
   World w(spec);
   w.Converge();
-  EXPECT_EQ(w.instances_["db-1"].spec.synchronous_standby_names, "ANY 1 (db_2, db_3)");
+  EXPECT_EQ(w.instances_["db-1"].spec.synchronous_standby_names, "ANY 1 (\"db-2\", \"db-3\")");
   EXPECT_EQ(w.instances_["db-2"].spec.synchronous_standby_names, "");
 }
 
