@@ -17,8 +17,9 @@ FROM debian:12-slim
 RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends \
       postgresql-15 postgresql-contrib-15 libboost-system1.81.0 libssl3 libyaml-cpp0.7 \
       libspdlog1.10 libfmt9 ca-certificates \
-    && rm -rf /var/lib/apt/lists/* \
-    && pg_dropcluster 15 main 2>/dev/null || true
+    && rm -rf /var/lib/apt/lists/*
+# Debian's packaging creates a cluster in /var/lib/postgresql/15/main; petrel uses PGDATA only.
+RUN pg_dropcluster 15 main
 COPY --from=build /build/cli/petrel /usr/local/bin/petrel
 # The data volume is mounted here; PGDATA lives one level down so that lost+found on the
 # volume root does not upset initdb.
