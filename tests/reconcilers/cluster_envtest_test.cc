@@ -162,7 +162,9 @@ TEST_F(ClusterEnvtest, CreatesOwnedObjectsAndReportsStatus) {
   EXPECT_EQ(instances_.specs()["db-1"].role, InstanceRole::kPrimary);
   EXPECT_EQ(instances_.specs()["db-2"].primary->host, "10.1.0.1");
 
-  auto table = env().Kubectl({"get", "pgc", "db", "-n", ns_, "--no-headers"});
+  // A fresh discovery cache: the shared one may predate the CRD.
+  auto table = env().Kubectl({"get", "pgc", "db", "-n", ns_, "--no-headers",
+                              "--cache-dir=" + env().Dir() + "/kubectl-cache-" + ns_});
   ASSERT_EQ(table.exit_code, 0) << table.err;
   std::istringstream cols(table.out);
   std::vector<std::string> fields;
@@ -191,13 +193,14 @@ TEST_F(ClusterEnvtest, SteadyStateMakesNoWrites) {
 TEST_F(ClusterEnvtest, KubectlScaleConvergesUpAndDownKeepingVolumes) {
   CreateCluster(2);
   ConvergeTo(2);
-  auto up = env().Kubectl({"scale", "pgc", "db", "-n", ns_, "--replicas=4"});
+  std::string cache = "--cache-dir=" + env().Dir() + "/kubectl-cache-" + ns_;
+  auto up = env().Kubectl({"scale", "pgc", "db", "-n", ns_, "--replicas=4", cache});
   ASSERT_EQ(up.exit_code, 0) << up.err;
   ConvergeTo(4);
   EXPECT_EQ(Items(resources::kPod).size(), 4u);
   EXPECT_EQ(instances_.specs()["db-1"].replication_slots.size(), 3u);
 
-  auto down = env().Kubectl({"scale", "pgc", "db", "-n", ns_, "--replicas=1"});
+  auto down = env().Kubectl({"scale", "pgc", "db", "-n", ns_, "--replicas=1", cache});
   ASSERT_EQ(down.exit_code, 0) << down.err;
   ConvergeTo(1);
   auto pods = Items(resources::kPod);
