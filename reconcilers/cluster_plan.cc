@@ -442,6 +442,8 @@ void Planner::Refuse(const std::string& reason, const std::string& message) {
 
 void Planner::IndexObserved() {
   for (const auto& p : o_.pods) {
+    auto owner = meta::ControllerOf(p);
+    if (owner && owner->uid != uid_) continue;  // not ours, whatever its name or labels
     if (InstanceSerial(n_.cluster, meta::Name(p)) > 0) pods_[meta::Name(p)] = &p;
   }
   for (const auto& p : o_.pvcs) {

@@ -3,6 +3,7 @@
 #include <openssl/rand.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <set>
 
 namespace petrel {
@@ -45,6 +46,21 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   LabelSelector selector = LabelSelector::FromMap({{kClusterLabel, name}});
 
   for (const auto& p : deps_.reader.List(resources::kPod, ns, selector)) o.pods.push_back(*p);
+  // Members whose Pod lost its labels are still found by name (and relabelled), not
+  // re-created over an existing Pod.
+  const Json& recorded = cluster.contains("status") ? cluster["status"] : Json();
+  if (recorded.is_object() && recorded.contains("instanceNames") &&
+      recorded["instanceNames"].is_array()) {
+    for (const auto& n : recorded["instanceNames"]) {
+      if (!n.is_string()) continue;
+      bool seen = std::any_of(o.pods.begin(), o.pods.end(),
+                              [&](const Json& p) { return meta::Name(p) == n; });
+      if (seen) continue;
+      if (auto pod = deps_.reader.Get(resources::kPod, {ns, n.get<std::string>()})) {
+        o.pods.push_back(*pod);
+      }
+    }
+  }
   for (const auto& p : deps_.reader.List(resources::kPersistentVolumeClaim, ns, selector)) {
     o.pvcs.push_back(*p);
   }

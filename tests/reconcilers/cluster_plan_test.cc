@@ -604,6 +604,20 @@ TEST(ClusterPlan, ParametersAndMemoryReachEveryInstance) {
   EXPECT_GT(w.instances_["db-1"].spec.generation, before);
 }
 
+TEST(ClusterPlan, RelabelsItsPodsAndLeavesForeignPodsAlone) {
+  World w(Spec(2));
+  w.Converge();
+  w.pods_["db-2"]["metadata"]["labels"].erase(kRoleLabel);
+  EXPECT_TRUE(HasAction(PlanCluster(w.Observe()), "label Pod db-2 replica"));
+
+  w.pods_["db-2"]["metadata"]["ownerReferences"][0]["uid"] = "someone-else";
+  ClusterPlan plan = PlanCluster(w.Observe());
+  for (const auto& a : plan.actions) {
+    EXPECT_EQ(a.description.find("Pod db-2 replica"), std::string::npos) << a.description;
+    EXPECT_NE(a.description, "delete Pod db-2");
+  }
+}
+
 TEST(ClusterPlan, InstanceNames) {
   EXPECT_EQ(InstanceSerial("db", "db-12"), 12);
   EXPECT_EQ(InstanceSerial("db", "db-rw"), -1);
