@@ -32,12 +32,11 @@
 #include <vector>
 
 #include "controller/kube_client.h"
+#include "controller/object_reader.h"
 #include "core/metrics.h"
 #include "core/object.h"
 
 namespace petrel {
-
-using ObjectPtr = std::shared_ptr<const Json>;
 
 struct EventHandler {
   std::function<void(const ObjectPtr&)> on_add;
