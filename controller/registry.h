@@ -12,8 +12,9 @@
 //
 // `petrel controller` runs every registered factory, in name order, before Manager::Run().
 // Registration happens in static initialisers, which a linker drops from a static library
-// unless the object file is referenced: the library holding registrations must be linked
-// whole into `petrel` (cli/CMakeLists.txt links petrel_reconcilers with WHOLE_ARCHIVE).
+// unless the object file is referenced: link the library holding a registration into
+// `petrel` whole, in cli/CMakeLists.txt:
+//   target_link_libraries(petrel PRIVATE "$<LINK_LIBRARY:WHOLE_ARCHIVE,petrel_x_reconciler>")
 //
 // Thread-safety: register during static initialisation (or before ControllerFactories() is
 // first used); reading is safe afterwards.
