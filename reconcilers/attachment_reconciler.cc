@@ -340,7 +340,9 @@ class AttachmentReconciler : public Reconciler {
     StatusBuilder b = NewStatus(attachment);
     const std::string role = b.status.value("roleName", "");
     std::string cluster_ns = b.status.value("clusterNamespace", "");
-    if (cluster_ns.empty()) cluster_ns = key.namespace_;
+    if (cluster_ns.empty()) {
+      cluster_ns = attachment.value("/spec/clusterRef/namespace"_json_pointer, key.namespace_);
+    }
     const ObjectKey cluster{cluster_ns,
                             attachment.value("/spec/clusterRef/name"_json_pointer, "")};
     OwnedObjectsPolicy policy = OwnedObjectsPolicy::kReassign;
