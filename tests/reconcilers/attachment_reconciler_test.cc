@@ -331,3 +331,26 @@ TEST(ServiceObjectResolver, PrefersLocalAddressAnnotationThenClusterIp) {
 
 }  // namespace
 }  // namespace petrel
+
+namespace petrel {
+namespace {
+
+TEST(AttachmentMappers, ClusterAndNamespaceEventsFindTheirAttachments) {
+  testing_attach::FakeKube kube;
+  auto add = [&](std::string ns, std::string name, Json ref) {
+    kube.Put(resources::kPostgresAttachment,
+             {{"metadata", {{"name", name}, {"namespace", ns}}}, {"spec", {{"clusterRef", ref}}}});
+  };
+  add("data", "local", {{"name", "db"}});
+  add("shop", "web", {{"name", "db"}, {"namespace", "data"}});
+  add("shop", "other", {{"name", "db2"}, {"namespace", "data"}});
+  add("shop", "same-name-own-ns", {{"name", "db"}});
+  Json cluster = {{"metadata", {{"name", "db"}, {"namespace", "data"}}}};
+  EXPECT_EQ(AttachmentsReferencingCluster(kube, cluster),
+            (std::vector<ObjectKey>{{"data", "local"}, {"shop", "web"}}));
+  Json ns = {{"metadata", {{"name", "shop"}}}};
+  EXPECT_EQ(AttachmentsInNamespace(kube, ns).size(), 3u);
+}
+
+}  // namespace
+}  // namespace petrel
