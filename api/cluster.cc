@@ -177,7 +177,9 @@ bool AttachmentPolicy::Allows(const std::string& cluster_namespace, const std::s
   for (const auto& allowed : allowed_namespaces) {
     if (allowed == "*" || allowed == namespace_) return true;
   }
-  return namespace_selector.has_value() && namespace_selector->Matches(namespace_labels);
+  // An empty selector admits nobody: cross-namespace access is opt-in, never implicit.
+  return namespace_selector.has_value() && !namespace_selector->Empty() &&
+         namespace_selector->Matches(namespace_labels);
 }
 
 // ---- Spec parsing ------------------------------------------------------------------------

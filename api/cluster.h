@@ -85,7 +85,7 @@ struct PostgresConfig {
 // namespace is always allowed.
 struct AttachmentPolicy {
   std::vector<std::string> allowed_namespaces;  // "*" = any namespace
-  std::optional<LabelSelector> namespace_selector;
+  std::optional<LabelSelector> namespace_selector;  // an empty selector admits no namespace
 
   // True when an attachment in `namespace_` (whose labels are `namespace_labels`) may use a
   // cluster that lives in `cluster_namespace`.

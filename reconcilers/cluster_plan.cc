@@ -952,6 +952,11 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     if (new_.system_id.empty() && !primary_ready) {
       phase = "Provisioning";
       reason = "Setting up primary " + primary_;
+    } else if (std::any_of(members_.begin(), members_.end(), [](const Member& m) {
+                 return m.pod && !m.up_to_date;
+               })) {
+      phase = "Upgrading";
+      reason = "Recreating instances with the new image or resources";
     } else if (member_changes_ || !removed_.empty() ||
                (spec && existing != spec->replicas)) {
       phase = "Scaling";

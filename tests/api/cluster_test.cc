@@ -192,6 +192,20 @@ TEST(ParseClusterSpec, RejectsWithFieldAndAdvice) {
   }
 }
 
+TEST(AttachmentPolicy, CrossNamespaceAccessIsOptIn) {
+  auto spec = [](const char* attachments) {
+    Json j = MinimalSpec();
+    j["attachments"] = Json::parse(attachments);
+    return *ParseClusterSpec(j);
+  };
+  EXPECT_TRUE(spec("{}").attachments.Allows("db", "db", {}));
+  EXPECT_FALSE(spec("{}").attachments.Allows("db", "apps", {}));
+  EXPECT_FALSE(spec(R"({"namespaceSelector": {}})").attachments.Allows("db", "apps", {{"a", "b"}}));
+  EXPECT_TRUE(spec(R"({"allowedNamespaces": ["*"]})").attachments.Allows("db", "apps", {}));
+  EXPECT_TRUE(spec(R"({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}})")
+                  .attachments.Allows("db", "apps", {{"team", "x"}}));
+}
+
 TEST(ParseClusterSpec, ReportsEveryProblemAtOnce) {
   auto r = ParseClusterSpec(Json::parse(
       R"({"replicas": 0, "image": "pg:latest", "storage": {"size": "x"}, "enablePDB": "yes"})"));
