@@ -1,5 +1,8 @@
 #include "reconcilers/attachment_reconciler.h"
 
+#include <algorithm>
+#include <tuple>
+
 #include <spdlog/spdlog.h>
 
 namespace petrel {
@@ -340,7 +343,9 @@ class AttachmentReconciler : public Reconciler {
     StatusBuilder b = NewStatus(attachment);
     const std::string role = b.status.value("roleName", "");
     std::string cluster_ns = b.status.value("clusterNamespace", "");
-    if (cluster_ns.empty()) cluster_ns = key.namespace_;
+    if (cluster_ns.empty()) {
+      cluster_ns = attachment.value("/spec/clusterRef/namespace"_json_pointer, key.namespace_);
+    }
     const ObjectKey cluster{cluster_ns,
                             attachment.value("/spec/clusterRef/name"_json_pointer, "")};
     OwnedObjectsPolicy policy = OwnedObjectsPolicy::kReassign;
@@ -457,6 +462,28 @@ ServiceResolver ServiceObjectResolver(const ObjectReader& reader) {
     }
     return out;
   };
+}
+
+std::vector<ObjectKey> AttachmentsReferencingCluster(const ObjectReader& reader,
+                                                     const Json& cluster) {
+  const ObjectKey key = meta::Key(cluster);
+  std::vector<ObjectKey> out;
+  for (const auto& a : reader.List(resources::kPostgresAttachment, "")) {
+    std::string ns = a->value("/spec/clusterRef/namespace"_json_pointer, "");
+    if (ns.empty()) ns = meta::Namespace(*a);
+    if (ns == key.namespace_ && a->value("/spec/clusterRef/name"_json_pointer, "") == key.name) {
+      out.push_back(meta::Key(*a));
+    }
+  }
+  return out;
+}
+
+std::vector<ObjectKey> AttachmentsInNamespace(const ObjectReader& reader, const Json& ns) {
+  std::vector<ObjectKey> out;
+  for (const auto& a : reader.List(resources::kPostgresAttachment, meta::Name(ns))) {
+    out.push_back(meta::Key(*a));
+  }
+  return out;
 }
 
 std::unique_ptr<Reconciler> NewAttachmentReconciler(AttachmentReconcilerDeps deps) {

@@ -12,6 +12,7 @@
 
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "controller/event_recorder.h"
 #include "controller/kube_client.h"
@@ -47,5 +48,12 @@ struct AttachmentReconcilerDeps {
 };
 
 std::unique_ptr<Reconciler> NewAttachmentReconciler(AttachmentReconcilerDeps deps);
+
+// For watches: the attachments (in any namespace) whose clusterRef names `cluster`, so a change
+// of a cluster's spec.attachments or its deletion re-reconciles them.
+std::vector<ObjectKey> AttachmentsReferencingCluster(const ObjectReader& reader,
+                                                     const Json& cluster);
+// For watches: the attachments in the namespace whose admission may change with its labels.
+std::vector<ObjectKey> AttachmentsInNamespace(const ObjectReader& reader, const Json& ns);
 
 }  // namespace petrel
