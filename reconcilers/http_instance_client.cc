@@ -36,12 +36,10 @@ bool DecodeBase64(const std::string& in, std::string* out) {
 }
 
 HttpInstanceClient::HttpInstanceClient(const ObjectReader& reader,
-                                       std::chrono::milliseconds timeout)
-    : reader_(reader), timeout_(timeout) {}
+                                       std::chrono::milliseconds timeout, uint16_t api_port)
+    : reader_(reader), timeout_(timeout), api_port_(api_port) {}
 
-namespace {
-
-Result<std::string> BaseUrl(const Json& pod) {
+Result<std::string> HttpInstanceClient::BaseUrl(const Json& pod) const {
   std::string ip;
   if (pod.contains("status") && pod["status"].is_object()) {
     ip = pod["status"].value("podIP", "");
@@ -50,8 +48,10 @@ Result<std::string> BaseUrl(const Json& pod) {
     return UnavailableError("pod " + meta::Name(pod) + " has no IP yet (not scheduled or starting)");
   }
   if (ip.find(':') != std::string::npos) ip = "[" + ip + "]";
-  return "http://" + ip + ":" + std::to_string(kInstanceApiPort);
+  return "http://" + ip + ":" + std::to_string(api_port_);
 }
+
+namespace {
 
 Status FromHttp(const HttpResponse& r, const std::string& what) {
   std::string message = r.body.substr(0, 512);

@@ -17,16 +17,21 @@ namespace petrel {
 
 class HttpInstanceClient : public InstanceClient {
  public:
+  // `api_port`: where instances serve their API (tests bind port 0 and pass it).
   explicit HttpInstanceClient(const ObjectReader& reader,
-                              std::chrono::milliseconds timeout = std::chrono::seconds(3));
+                              std::chrono::milliseconds timeout = std::chrono::seconds(3),
+                              uint16_t api_port = kInstanceApiPort);
   Result<InstanceStatus> GetStatus(const Json& pod) override;
   Status PutSpec(const Json& pod, const InstanceSpec& spec) override;
 
  private:
   Result<std::string> Token(const Json& pod) const;
 
+  Result<std::string> BaseUrl(const Json& pod) const;
+
   const ObjectReader& reader_;
   std::chrono::milliseconds timeout_;
+  uint16_t api_port_;
 };
 
 // RFC 4648 base64 (Secret .data values); false when malformed.
