@@ -34,8 +34,8 @@ class HttpInstanceClientTest : public ::testing::Test {
     server_ = std::move(*server);
     server_->Handle("/status", [](const HttpRequest&) {
       return HttpResponse::Json(200, R"({"name": "db-2", "initialized": true, "running": true,
-        "ready": true, "role": "replica", "spec_generation": 4, "replay_lsn": "0/3000060",
-        "streaming": true, "lag_bytes": 0, "timeline": 1})");
+        "ready": true, "role": "replica", "specGeneration": 4, "replayLsn": "0/3000060",
+        "streaming": true, "lagBytes": 0, "timeline": 1})");
     });
     server_->Handle("/spec", [this](const HttpRequest& req) {
       std::lock_guard<std::mutex> lock(mu_);
