@@ -21,7 +21,7 @@ struct ParsedQuantity {
   u128 mantissa = 0;
   int scale = 0;  // digits after the decimal point
   u128 multiplier = 1;
-  int exponent = 0;   // decimal exponent (from "e9" or suffix k/M/G...)
+  int exponent = 0;  // decimal exponent (from "e9" or suffix k/M/G...)
   bool milli = false;
 };
 
@@ -259,8 +259,7 @@ class SpecReader {
       if ((*v)[i].is_string()) {
         out.push_back((*v)[i].get<std::string>());
       } else {
-        Problem(path + "[" + std::to_string(i) + "]", "must be a string",
-                "FieldValueTypeInvalid");
+        Problem(path + "[" + std::to_string(i) + "]", "must be a string", "FieldValueTypeInvalid");
       }
     }
     return out;
@@ -285,8 +284,8 @@ class SpecReader {
     if (!object.is_object()) return;
     for (auto it = object.begin(); it != object.end(); ++it) {
       if (std::find(known.begin(), known.end(), it.key()) == known.end()) {
-        Problem(path + "." + it.key(), "unknown field; remove it (see `kubectl explain " +
-                                           ExplainPath(path) + "`)",
+        Problem(path + "." + it.key(),
+                "unknown field; remove it (see `kubectl explain " + ExplainPath(path) + "`)",
                 "FieldValueNotSupported");
       }
     }
@@ -295,12 +294,18 @@ class SpecReader {
  private:
   static std::string TypeName(Json::value_t t) {
     switch (t) {
-      case Json::value_t::string: return "a string";
-      case Json::value_t::object: return "an object";
-      case Json::value_t::array: return "a list";
-      case Json::value_t::boolean: return "true or false";
-      case Json::value_t::number_integer: return "a whole number";
-      default: return "a value";
+      case Json::value_t::string:
+        return "a string";
+      case Json::value_t::object:
+        return "an object";
+      case Json::value_t::array:
+        return "a list";
+      case Json::value_t::boolean:
+        return "true or false";
+      case Json::value_t::number_integer:
+        return "a whole number";
+      default:
+        return "a value";
     }
   }
   static std::string ExplainPath(const std::string& path) { return "pgc." + path; }
@@ -342,9 +347,9 @@ void ParseResources(SpecReader& r, const Json& spec, ResourceRequirements* out) 
   for (const auto& [k, limit] : limit_values) {
     auto req = request_values.find(k);
     if (req != request_values.end() && req->second > limit) {
-      r.Problem("spec.resources.requests." + k,
-                "request " + out->requests[k] + " is above the limit " + out->limits[k] +
-                    "; lower the request or raise the limit");
+      r.Problem("spec.resources.requests." + k, "request " + out->requests[k] +
+                                                    " is above the limit " + out->limits[k] +
+                                                    "; lower the request or raise the limit");
     }
   }
   if (auto m = limit_values.find("memory"); m != limit_values.end()) {
@@ -374,24 +379,24 @@ void ParseStorage(SpecReader& r, const Json& spec, StorageSpec* out) {
     r.Problem("spec.storage.size", bytes.status().message());
   } else if (*bytes < 64 * 1024 * 1024) {
     r.Problem("spec.storage.size",
-              "\"" + out->size + "\" is too small for a Postgres data directory; use at least "
-              "\"64Mi\" (\"1Gi\" or more in production)");
+              "\"" + out->size +
+                  "\" is too small for a Postgres data directory; use at least "
+                  "\"64Mi\" (\"1Gi\" or more in production)");
   } else {
     out->size_bytes = *bytes;
   }
   out->storage_class = r.String(*storage, "storageClass", "spec.storage.storageClass");
-  out->reclaim_policy =
-      r.Enum(*storage, "reclaimPolicy", "spec.storage.reclaimPolicy", {"Retain", "Delete"}) ==
-              "Delete"
-          ? ReclaimPolicy::kDelete
-          : ReclaimPolicy::kRetain;
+  out->reclaim_policy = r.Enum(*storage, "reclaimPolicy", "spec.storage.reclaimPolicy",
+                               {"Retain", "Delete"}) == "Delete"
+                            ? ReclaimPolicy::kDelete
+                            : ReclaimPolicy::kRetain;
 }
 
 bool IsValidParameterName(const std::string& name) {
   if (name.empty() || name.size() > 63) return false;
   for (char c : name) {
-    if (!(std::islower(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)) ||
-          c == '_' || c == '.')) {
+    if (!(std::islower(static_cast<unsigned char>(c)) ||
+          std::isdigit(static_cast<unsigned char>(c)) || c == '_' || c == '.')) {
       return false;
     }
   }
@@ -401,11 +406,19 @@ bool IsValidParameterName(const std::string& name) {
 // Parameters the controller and the instance own; letting users set them would break
 // replication, the instance API or the data directory layout.
 const std::vector<std::string>& ManagedParameters() {
-  static const std::vector<std::string> kManaged = {
-      "data_directory",  "hba_file",        "ident_file",  "config_file",
-      "listen_addresses", "port",           "primary_conninfo", "primary_slot_name",
-      "synchronous_standby_names", "restore_command", "recovery_target_timeline",
-      "unix_socket_directories", "cluster_name"};
+  static const std::vector<std::string> kManaged = {"data_directory",
+                                                    "hba_file",
+                                                    "ident_file",
+                                                    "config_file",
+                                                    "listen_addresses",
+                                                    "port",
+                                                    "primary_conninfo",
+                                                    "primary_slot_name",
+                                                    "synchronous_standby_names",
+                                                    "restore_command",
+                                                    "recovery_target_timeline",
+                                                    "unix_socket_directories",
+                                                    "cluster_name"};
   return kManaged;
 }
 
@@ -417,12 +430,12 @@ void ParsePostgresql(SpecReader& r, const Json& spec, int32_t replicas, Postgres
   for (const auto& [name, value] : out->parameters) {
     std::string field = "spec.postgresql.parameters." + name;
     if (!IsValidParameterName(name)) {
-      r.Problem(field, "is not a Postgres parameter name; use lower-case names such as "
-                       "\"max_connections\"");
+      r.Problem(field,
+                "is not a Postgres parameter name; use lower-case names such as "
+                "\"max_connections\"");
     } else if (std::find(ManagedParameters().begin(), ManagedParameters().end(), name) !=
                ManagedParameters().end()) {
-      r.Problem(field, "is managed by Petrel and cannot be set; remove it",
-                "FieldValueForbidden");
+      r.Problem(field, "is managed by Petrel and cannot be set; remove it", "FieldValueForbidden");
     }
     if (value.find('\n') != std::string::npos || value.find('\0') != std::string::npos) {
       r.Problem(field, "must be a single line");
@@ -435,15 +448,15 @@ void ParsePostgresql(SpecReader& r, const Json& spec, int32_t replicas, Postgres
                 "must be a single pg_hba.conf line; put each rule in its own list entry");
     }
   }
-  const Json* sync = r.Child(*pg, "synchronous", "spec.postgresql.synchronous",
-                             Json::value_t::object);
+  const Json* sync =
+      r.Child(*pg, "synchronous", "spec.postgresql.synchronous", Json::value_t::object);
   if (!sync) return;
   r.UnknownFields(*sync, "spec.postgresql.synchronous", {"method", "number", "dataDurability"});
   SynchronousSpec s;
-  s.method = r.Enum(*sync, "method", "spec.postgresql.synchronous.method", {"any", "first"}) ==
-                     "first"
-                 ? SyncMethod::kFirst
-                 : SyncMethod::kAny;
+  s.method =
+      r.Enum(*sync, "method", "spec.postgresql.synchronous.method", {"any", "first"}) == "first"
+          ? SyncMethod::kFirst
+          : SyncMethod::kAny;
   s.data_durability = r.Enum(*sync, "dataDurability", "spec.postgresql.synchronous.dataDurability",
                              {"required", "preferred"}) == "preferred"
                           ? DataDurability::kPreferred
@@ -459,7 +472,8 @@ void ParsePostgresql(SpecReader& r, const Json& spec, int32_t replicas, Postgres
   }
   if (s.data_durability == DataDurability::kRequired && s.number > replicas - 1) {
     r.Problem("spec.postgresql.synchronous.number",
-              "asks for " + std::to_string(s.number) + " synchronous standbys but the cluster has " +
+              "asks for " + std::to_string(s.number) +
+                  " synchronous standbys but the cluster has " +
                   std::to_string(std::max(replicas - 1, 0)) +
                   " replicas, so every write would wait forever; raise spec.replicas, lower "
                   "the number, or set dataDurability: preferred");
@@ -505,7 +519,8 @@ void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out) {
   out->locale = r.String(*init, "locale", p + ".locale", out->locale);
   const char* ident_hint =
       "; use lower-case letters, digits and underscores, starting with a letter (at most 63)";
-  if (!IsIdentifier(out->database)) r.Problem(p + ".database", "is not a valid name" + std::string(ident_hint));
+  if (!IsIdentifier(out->database))
+    r.Problem(p + ".database", "is not a valid name" + std::string(ident_hint));
   if (!out->owner.empty() && !IsIdentifier(out->owner)) {
     r.Problem(p + ".owner", "is not a valid role name" + std::string(ident_hint));
   }
@@ -515,14 +530,14 @@ void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out) {
               "FieldValueForbidden");
   }
   auto simple = [](const std::string& s) {
-    return !s.empty() && s.size() <= 64 &&
-           std::all_of(s.begin(), s.end(), [](char c) {
-             return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' ||
-                    c == '.' || c == '@';
-           });
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+      return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-' || c == '.' ||
+             c == '@';
+    });
   };
   if (!simple(out->encoding)) r.Problem(p + ".encoding", "is not an encoding name; use e.g. UTF8");
-  if (!simple(out->locale)) r.Problem(p + ".locale", "is not a locale name; use e.g. C or en_US.UTF-8");
+  if (!simple(out->locale))
+    r.Problem(p + ".locale", "is not a locale name; use e.g. C or en_US.UTF-8");
 }
 
 }  // namespace
@@ -540,8 +555,10 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
 
   if (auto n = r.Integer(spec, "replicas", "spec.replicas")) {
     if (*n < 1 || *n > 64) {
-      r.Problem("spec.replicas", "must be between 1 and 64 (the total number of instances, "
-                                 "primary included); got " + std::to_string(*n));
+      r.Problem("spec.replicas",
+                "must be between 1 and 64 (the total number of instances, "
+                "primary included); got " +
+                    std::to_string(*n));
     } else {
       out.replicas = static_cast<int32_t>(*n);
     }
@@ -564,9 +581,9 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
   }
   std::optional<int> from_tag = MajorVersionFromImage(out.image);
   if (out.postgres_version && from_tag && *out.postgres_version != *from_tag) {
-    r.Problem("spec.postgresVersion",
-              "is " + std::to_string(*out.postgres_version) + " but the image tag says " +
-                  std::to_string(*from_tag) + "; make them agree or remove spec.postgresVersion");
+    r.Problem("spec.postgresVersion", "is " + std::to_string(*out.postgres_version) +
+                                          " but the image tag says " + std::to_string(*from_tag) +
+                                          "; make them agree or remove spec.postgresVersion");
   }
   if (out.postgres_version) {
     out.postgres_major = *out.postgres_version;
@@ -606,11 +623,10 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
       out.max_lag_on_failover_bytes = *bytes;
     }
   }
-  out.primary_update_method =
-      r.Enum(spec, "primaryUpdateMethod", "spec.primaryUpdateMethod", {"switchover", "restart"}) ==
-              "restart"
-          ? PrimaryUpdateMethod::kRestart
-          : PrimaryUpdateMethod::kSwitchover;
+  out.primary_update_method = r.Enum(spec, "primaryUpdateMethod", "spec.primaryUpdateMethod",
+                                     {"switchover", "restart"}) == "restart"
+                                  ? PrimaryUpdateMethod::kRestart
+                                  : PrimaryUpdateMethod::kSwitchover;
   out.enable_pdb = r.Bool(spec, "enablePDB", "spec.enablePDB", true);
   ParseAttachments(r, spec, &out.attachments);
   ParseBootstrap(r, spec, &out.initdb);

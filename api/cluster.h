@@ -62,7 +62,7 @@ struct ResourceRequirements {
 };
 
 struct StorageSpec {
-  std::string size;       // as written, e.g. "10Gi"
+  std::string size;  // as written, e.g. "10Gi"
   int64_t size_bytes = 0;
   std::string storage_class;  // "" = the cluster's default StorageClass
   ReclaimPolicy reclaim_policy = ReclaimPolicy::kRetain;
@@ -84,7 +84,7 @@ struct PostgresConfig {
 // spec.attachments: which namespaces may attach apps to this cluster. The cluster's own
 // namespace is always allowed.
 struct AttachmentPolicy {
-  std::vector<std::string> allowed_namespaces;  // "*" = any namespace
+  std::vector<std::string> allowed_namespaces;      // "*" = any namespace
   std::optional<LabelSelector> namespace_selector;  // an empty selector admits no namespace
 
   // True when an attachment in `namespace_` (whose labels are `namespace_labels`) may use a

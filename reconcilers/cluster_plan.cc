@@ -49,9 +49,12 @@ std::string StringAt(const Json& j, std::initializer_list<const char*> path) {
 
 const char* RoleText(InstanceRole role) {
   switch (role) {
-    case InstanceRole::kPrimary: return "primary";
-    case InstanceRole::kReplica: return "replica";
-    case InstanceRole::kNone: break;
+    case InstanceRole::kPrimary:
+      return "primary";
+    case InstanceRole::kReplica:
+      return "replica";
+    case InstanceRole::kNone:
+      break;
   }
   return "";
 }
@@ -206,16 +209,16 @@ Json DesiredPod(const Names& n, const PostgresClusterSpec& spec, const std::stri
   };
   Json resources = spec.resources.ToJson();
   if (!resources.empty()) container["resources"] = resources;
-  return {{"apiVersion", "v1"},
-          {"kind", "Pod"},
-          {"metadata", meta},
-          {"spec",
-           {{"hostname", instance},
-            {"containers", {container}},
-            {"volumes",
-             {{{"name", "pgdata"}, {"persistentVolumeClaim", {{"claimName", instance}}}}}},
-            {"terminationGracePeriodSeconds", std::max<int64_t>(30, spec.switchover_delay_seconds)},
-            {"securityContext", {{"fsGroup", 999}}}}}};
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "Pod"},
+      {"metadata", meta},
+      {"spec",
+       {{"hostname", instance},
+        {"containers", {container}},
+        {"volumes", {{{"name", "pgdata"}, {"persistentVolumeClaim", {{"claimName", instance}}}}}},
+        {"terminationGracePeriodSeconds", std::max<int64_t>(30, spec.switchover_delay_seconds)},
+        {"securityContext", {{"fsGroup", 999}}}}}};
 }
 
 Json DesiredPvc(const Names& n, const PostgresClusterSpec& spec, const std::string& instance,
@@ -224,7 +227,8 @@ Json DesiredPvc(const Names& n, const PostgresClusterSpec& spec, const std::stri
   labels[kInstanceLabel] = instance;
   Json pvc_spec = {{"accessModes", {"ReadWriteOnce"}},
                    {"resources", {{"requests", {{"storage", spec.storage.size}}}}}};
-  if (!spec.storage.storage_class.empty()) pvc_spec["storageClassName"] = spec.storage.storage_class;
+  if (!spec.storage.storage_class.empty())
+    pvc_spec["storageClassName"] = spec.storage.storage_class;
   bool owned = spec.storage.reclaim_policy == ReclaimPolicy::kDelete;
   return {{"apiVersion", "v1"},
           {"kind", "PersistentVolumeClaim"},
@@ -232,8 +236,7 @@ Json DesiredPvc(const Names& n, const PostgresClusterSpec& spec, const std::stri
           {"spec", pvc_spec}};
 }
 
-Json DesiredService(const Names& n, const std::string& name, Json selector,
-                    const Json& owner_ref) {
+Json DesiredService(const Names& n, const std::string& name, Json selector, const Json& owner_ref) {
   Json labels = BaseLabels(n.cluster);
   return {{"apiVersion", "v1"},
           {"kind", "Service"},
@@ -248,8 +251,8 @@ Json DesiredService(const Names& n, const std::string& name, Json selector,
                {"protocol", "TCP"}}}}}}};
 }
 
-Json DesiredPdb(const Names& n, const std::string& name, const std::string& role,
-                int min_available, const Json& owner_ref) {
+Json DesiredPdb(const Names& n, const std::string& name, const std::string& role, int min_available,
+                const Json& owner_ref) {
   Json selector = BaseLabels(n.cluster);
   selector.erase(kManagedByLabel);
   selector[kRoleLabel] = role;
@@ -261,12 +264,12 @@ Json DesiredPdb(const Names& n, const std::string& name, const std::string& role
 
 Json DesiredSecret(const Names& n, const std::string& purpose, const std::string& username,
                    const Json& owner_ref) {
-  return {{"apiVersion", "v1"},
-          {"kind", "Secret"},
-          {"type", "kubernetes.io/basic-auth"},
-          {"metadata", ObjectMeta(n, SecretName(n.cluster, purpose), owner_ref,
-                                  BaseLabels(n.cluster))},
-          {"stringData", {{"username", username}}}};
+  return {
+      {"apiVersion", "v1"},
+      {"kind", "Secret"},
+      {"type", "kubernetes.io/basic-auth"},
+      {"metadata", ObjectMeta(n, SecretName(n.cluster, purpose), owner_ref, BaseLabels(n.cluster))},
+      {"stringData", {{"username", username}}}};
 }
 
 // ---- Comparisons: only the fields Petrel sets --------------------------------------------
@@ -372,8 +375,8 @@ class Planner {
   }
   void Action(ObjectOp op, const ResourceType& type, const std::string& name, Json body,
               std::string description) {
-    plan_.actions.push_back({op, &type, ObjectKey{n_.ns, name}, std::move(body),
-                             std::move(description)});
+    plan_.actions.push_back(
+        {op, &type, ObjectKey{n_.ns, name}, std::move(body), std::move(description)});
   }
 
   const ClusterObservation& o_;
@@ -409,8 +412,8 @@ ClusterPlan Planner::Run() {
   IndexObserved();
   auto parsed = ParseClusterSpec(Field(o_.cluster, "spec"));
   if (!parsed.ok()) {
-    Refuse("InvalidSpec", "The spec is invalid and nothing was changed: " +
-                              parsed.status().message());
+    Refuse("InvalidSpec",
+           "The spec is invalid and nothing was changed: " + parsed.status().message());
     Finish(nullptr);
     return plan_;
   }
@@ -477,9 +480,9 @@ bool Planner::CheckImmutable(const PostgresClusterSpec& spec) {
     auto have_bytes = ParseByteQuantity(have);
     if (have_bytes.ok() && *have_bytes > spec.storage.size_bytes) {
       Refuse("StorageShrinkRefused",
-             "spec.storage.size " + spec.storage.size + " is smaller than volume " + name +
-                 " (" + have + "); volumes can grow but never shrink. Set spec.storage.size to " +
-                 have + " or more.");
+             "spec.storage.size " + spec.storage.size + " is smaller than volume " + name + " (" +
+                 have + "); volumes can grow but never shrink. Set spec.storage.size to " + have +
+                 " or more.");
       return false;
     }
   }
@@ -627,8 +630,7 @@ void Planner::ConvergeVolumesAndPods(const PostgresClusterSpec& spec) {
   }
   // Labelled Pods that are not members (e.g. left over by an interrupted scale-down).
   for (const auto& [name, pod] : pods_) {
-    if (!FindMember(name) &&
-        std::find(removed_.begin(), removed_.end(), name) == removed_.end() &&
+    if (!FindMember(name) && std::find(removed_.begin(), removed_.end(), name) == removed_.end() &&
         !meta::IsBeingDeleted(*pod) && HasControllerRef(*pod, uid_)) {
       Action(ObjectOp::kDelete, resources::kPod, name, Json(), "delete Pod " + name);
     }
@@ -755,9 +757,9 @@ void Planner::AdvanceSwitchover() {
     phase_reason_ = "Promoting " + target_;
   } else {
     phase_ = "SwitchingOver";
-    phase_reason_ = !old_stopped ? "Waiting for " + primary_ + " to stop (fenced)"
-                                 : "Waiting for " + target_ + " to replay the last WAL of " +
-                                       primary_;
+    phase_reason_ = !old_stopped
+                        ? "Waiting for " + primary_ + " to stop (fenced)"
+                        : "Waiting for " + target_ + " to replay the last WAL of " + primary_;
   }
 }
 
@@ -787,8 +789,8 @@ void Planner::RollingUpdate(const PostgresClusterSpec& spec) {
     phase_reason_ = "Recreating replica " + next->name;
     return;
   }
-  bool restart = spec.primary_update_method == PrimaryUpdateMethod::kRestart ||
-                 members_.size() == 1;
+  bool restart =
+      spec.primary_update_method == PrimaryUpdateMethod::kRestart || members_.size() == 1;
   if (restart) {
     Action(ObjectOp::kDelete, resources::kPod, primary_, Json(),
            "delete Pod " + primary_ + " (rolling update, restart)");
@@ -886,15 +888,14 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     if (m.status) {
       state.role = RoleText(m.status->role);
       state.phase = m.status->phase;
-      state.lsn = m.status->role == InstanceRole::kPrimary ? m.status->current_lsn
-                                                           : m.status->replay_lsn;
+      state.lsn =
+          m.status->role == InstanceRole::kPrimary ? m.status->current_lsn : m.status->replay_lsn;
       state.lag_bytes = m.status->lag_bytes;
       state.timeline = m.status->timeline;
       state.message = m.status->message;
     } else {
       state.role = "";
-      state.phase = !m.pod ? "Creating" : meta::IsBeingDeleted(*m.pod) ? "Terminating"
-                                                                        : "Pending";
+      state.phase = !m.pod ? "Creating" : meta::IsBeingDeleted(*m.pod) ? "Terminating" : "Pending";
       state.message = m.status_error;
       state.lag_bytes = -1;
     }
@@ -904,8 +905,8 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
 }
 
 Condition MakeCondition(const PostgresClusterStatus& old, const std::string& type, bool value,
-                        const std::string& reason, const std::string& message,
-                        int64_t generation, const std::string& now) {
+                        const std::string& reason, const std::string& message, int64_t generation,
+                        const std::string& now) {
   Condition c{type, value ? "True" : "False", reason, message, generation, now};
   if (const Condition* prev = old.FindCondition(type); prev && prev->status == c.status) {
     c.last_transition_time = prev->last_transition_time;
@@ -952,13 +953,11 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     if (new_.system_id.empty() && !primary_ready) {
       phase = "Provisioning";
       reason = "Setting up primary " + primary_;
-    } else if (std::any_of(members_.begin(), members_.end(), [](const Member& m) {
-                 return m.pod && !m.up_to_date;
-               })) {
+    } else if (std::any_of(members_.begin(), members_.end(),
+                           [](const Member& m) { return m.pod && !m.up_to_date; })) {
       phase = "Upgrading";
       reason = "Recreating instances with the new image or resources";
-    } else if (member_changes_ || !removed_.empty() ||
-               (spec && existing != spec->replicas)) {
+    } else if (member_changes_ || !removed_.empty() || (spec && existing != spec->replicas)) {
       phase = "Scaling";
       reason = "Scaling to " + std::to_string(spec ? spec->replicas : 0) + " instances";
     } else if (all_ready) {
@@ -992,28 +991,26 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   }
   conditions.push_back(MakeCondition(old_, "Progressing", progressing,
                                      progressing ? phase : "Converged",
-                                     progressing ? reason : "Nothing to do.", generation_,
-                                     o_.now));
+                                     progressing ? reason : "Nothing to do.", generation_, o_.now));
   if (refusal_) {
-    conditions.push_back(MakeCondition(old_, "Degraded", true, refusal_->first,
-                                       refusal_->second, generation_, o_.now));
+    conditions.push_back(MakeCondition(old_, "Degraded", true, refusal_->first, refusal_->second,
+                                       generation_, o_.now));
   } else if (phase == "Degraded") {
-    conditions.push_back(MakeCondition(
-        old_, "Degraded", true, "InstanceNotReady",
-        reason + "; check `kubectl describe pod " + not_ready.substr(0, not_ready.find(' ')) +
-            "` and its logs.",
-        generation_, o_.now));
+    conditions.push_back(MakeCondition(old_, "Degraded", true, "InstanceNotReady",
+                                       reason + "; check `kubectl describe pod " +
+                                           not_ready.substr(0, not_ready.find(' ')) +
+                                           "` and its logs.",
+                                       generation_, o_.now));
   } else {
-    conditions.push_back(MakeCondition(old_, "Degraded", false, "AsExpected",
-                                       "No problems found.", generation_, o_.now));
+    conditions.push_back(MakeCondition(old_, "Degraded", false, "AsExpected", "No problems found.",
+                                       generation_, o_.now));
   }
   new_.conditions = std::move(conditions);
   if (!(new_ == old_)) plan_.status = new_;
 
   if (refusal_) {
     plan_.requeue_after = kRequeueHealthy;
-  } else if (all_ready && phase == "Healthy" && plan_.actions.empty() &&
-             plan_.spec_puts.empty()) {
+  } else if (all_ready && phase == "Healthy" && plan_.actions.empty() && plan_.spec_puts.empty()) {
     plan_.requeue_after = kRequeueHealthy;
   } else {
     plan_.requeue_after = kRequeueBusy;

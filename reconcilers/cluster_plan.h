@@ -49,12 +49,12 @@ inline constexpr const char* kPodSpecHashAnnotation = "petrel.dev/pod-spec-hash"
 
 // Everything observed about one cluster, gathered once per reconcile.
 struct ClusterObservation {
-  Json cluster;                           // the PostgresCluster (metadata, spec, status)
-  std::vector<Json> pods;                 // Pods labelled petrel.dev/cluster=<name>
-  std::vector<Json> pvcs;                 // PVCs labelled petrel.dev/cluster=<name>
-  std::map<std::string, Json> services;   // existing Services the cluster may own, by name
-  std::map<std::string, Json> secrets;    // existing cluster Secrets, by name
-  std::map<std::string, Json> pdbs;       // existing PodDisruptionBudgets, by name
+  Json cluster;                          // the PostgresCluster (metadata, spec, status)
+  std::vector<Json> pods;                // Pods labelled petrel.dev/cluster=<name>
+  std::vector<Json> pvcs;                // PVCs labelled petrel.dev/cluster=<name>
+  std::map<std::string, Json> services;  // existing Services the cluster may own, by name
+  std::map<std::string, Json> secrets;   // existing cluster Secrets, by name
+  std::map<std::string, Json> pdbs;      // existing PodDisruptionBudgets, by name
   // What each Pod's instance reported (by Pod name); a Pod absent here was not asked.
   std::map<std::string, Result<InstanceStatus>> instances;
   std::string now;  // RFC 3339, for condition transition times
@@ -66,7 +66,7 @@ struct ObjectAction {
   ObjectOp op;
   const ResourceType* type;
   ObjectKey key;
-  Json body;  // the object to create, or the merge patch
+  Json body;                // the object to create, or the merge patch
   std::string description;  // "create Pod db-2", for logs
 };
 
@@ -98,9 +98,7 @@ struct ClusterPlan {
   std::vector<PlannedEvent> events;
   std::chrono::milliseconds requeue_after{0};  // 0 = nothing to poll for
 
-  bool Empty() const {
-    return secrets.empty() && actions.empty() && !status && spec_puts.empty();
-  }
+  bool Empty() const { return secrets.empty() && actions.empty() && !status && spec_puts.empty(); }
 };
 
 ClusterPlan PlanCluster(const ClusterObservation& observed);

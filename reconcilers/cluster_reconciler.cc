@@ -13,8 +13,7 @@ Result<std::string> RandomToken(size_t bytes) {
   if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
     return InternalError("OpenSSL's random generator failed; cannot create a secret");
   }
-  static const char* kAlphabet =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
   std::string out;
   uint32_t acc = 0;
   int bits = 0;
@@ -32,8 +31,8 @@ Result<std::string> RandomToken(size_t bytes) {
 
 const std::vector<const ResourceType*>& ClusterReconcilerWatchedTypes() {
   static const std::vector<const ResourceType*> kTypes = {
-      &resources::kPostgresCluster, &resources::kPod, &resources::kPersistentVolumeClaim,
-      &resources::kService, &resources::kSecret, &resources::kPodDisruptionBudget};
+      &resources::kPostgresCluster, &resources::kPod,    &resources::kPersistentVolumeClaim,
+      &resources::kService,         &resources::kSecret, &resources::kPodDisruptionBudget};
   return kTypes;
 }
 
@@ -70,7 +69,8 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   for (const auto& p : o.pods) service_names.insert(meta::Name(p));
   for (const auto& p : o.pvcs) service_names.insert(meta::Name(p));
   const Json& status = cluster.contains("status") ? cluster["status"] : Json();
-  if (status.is_object() && status.contains("instanceNames") && status["instanceNames"].is_array()) {
+  if (status.is_object() && status.contains("instanceNames") &&
+      status["instanceNames"].is_array()) {
     for (const auto& n : status["instanceNames"]) {
       if (n.is_string()) service_names.insert(n.get<std::string>());
     }
@@ -158,7 +158,8 @@ Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) 
       put_failed = true;
     }
   }
-  for (const auto& e : plan.events) deps_.events.Record(cluster, e.type, e.reason, e.action, e.note);
+  for (const auto& e : plan.events)
+    deps_.events.Record(cluster, e.type, e.reason, e.action, e.note);
   if (put_failed && plan.requeue_after.count() == 0) {
     return UnavailableError("an instance did not accept its spec");
   }

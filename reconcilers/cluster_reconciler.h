@@ -28,8 +28,8 @@ namespace petrel {
 Result<std::string> RandomToken(size_t bytes = 32);
 
 struct ClusterReconcilerDeps {
-  ObjectReader& reader;       // cache of PostgresClusters, Pods, PVCs, Services, Secrets, PDBs
-  KubeClient& client;         // writes
+  ObjectReader& reader;  // cache of PostgresClusters, Pods, PVCs, Services, Secrets, PDBs
+  KubeClient& client;    // writes
   EventRecorder& events;
   InstanceClient& instances;
   Clock& clock;

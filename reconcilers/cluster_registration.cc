@@ -18,8 +18,8 @@ class OwningClusterReconciler : public Reconciler {
   explicit OwningClusterReconciler(Manager& mgr)
       : events_(mgr.client(), "postgrescluster", mgr.clock()),
         instances_(mgr.reader()),
-        reconciler_(ClusterReconcilerDeps{mgr.reader(), mgr.client(), events_, instances_,
-                                          mgr.clock()}) {}
+        reconciler_(
+            ClusterReconcilerDeps{mgr.reader(), mgr.client(), events_, instances_, mgr.clock()}) {}
   Result<ReconcileResult> Reconcile(const ObjectKey& key) override {
     return reconciler_.Reconcile(key);
   }

@@ -45,7 +45,8 @@ Result<std::string> HttpInstanceClient::BaseUrl(const Json& pod) const {
     ip = pod["status"].value("podIP", "");
   }
   if (ip.empty()) {
-    return UnavailableError("pod " + meta::Name(pod) + " has no IP yet (not scheduled or starting)");
+    return UnavailableError("pod " + meta::Name(pod) +
+                            " has no IP yet (not scheduled or starting)");
   }
   if (ip.find(':') != std::string::npos) ip = "[" + ip + "]";
   return "http://" + ip + ":" + std::to_string(api_port_);

@@ -42,8 +42,7 @@ TEST(ParseByteQuantity, AcceptsKubernetesForms) {
     } else {
       ASSERT_FALSE(r.ok()) << c.text << " parsed as " << *r;
       EXPECT_EQ(r.status().code(), Code::kInvalid);
-      EXPECT_NE(r.status().message().find(c.text.empty() ? "quantity" : c.text),
-                std::string::npos);
+      EXPECT_NE(r.status().message().find(c.text.empty() ? "quantity" : c.text), std::string::npos);
     }
   }
 }
@@ -79,7 +78,8 @@ TEST(MajorVersionFromImage, ReadsTheTag) {
 }
 
 Json MinimalSpec() {
-  return Json::parse(R"({"image": "ghcr.io/petrel-dev/postgres:15.4", "storage": {"size": "1Gi"}})");
+  return Json::parse(
+      R"({"image": "ghcr.io/petrel-dev/postgres:15.4", "storage": {"size": "1Gi"}})");
 }
 
 TEST(ParseClusterSpec, AppliesDefaultsToTheTypedValueOnly) {
@@ -147,8 +147,10 @@ TEST(ParseClusterSpec, RejectsWithFieldAndAdvice) {
       {"negative replicas", R"({"replicas": -1})", "spec.replicas", "between 1 and 64"},
       {"replicas not a number", R"({"replicas": "three"})", "spec.replicas", "whole number"},
       {"missing image", R"({"image": null})", "spec.image", "is required"},
-      {"unknown version", R"({"image": "pg:latest"})", "spec.postgresVersion", "set spec.postgresVersion"},
-      {"version disagrees", R"({"postgresVersion": 16})", "spec.postgresVersion", "make them agree"},
+      {"unknown version", R"({"image": "pg:latest"})", "spec.postgresVersion",
+       "set spec.postgresVersion"},
+      {"version disagrees", R"({"postgresVersion": 16})", "spec.postgresVersion",
+       "make them agree"},
       {"missing storage", R"({"storage": null})", "spec.storage", "spec.storage.size"},
       {"bad size", R"({"storage": {"size": "ten gigs"}})", "spec.storage.size", "Gi"},
       {"tiny size", R"({"storage": {"size": "1Mi"}})", "spec.storage.size", "at least"},
@@ -184,8 +186,7 @@ TEST(ParseClusterSpec, RejectsWithFieldAndAdvice) {
     for (const auto& cause : r.status().causes()) {
       if (cause.field == c.field) {
         found = true;
-        EXPECT_NE(cause.message.find(c.hint), std::string::npos)
-            << c.name << ": " << cause.message;
+        EXPECT_NE(cause.message.find(c.hint), std::string::npos) << c.name << ": " << cause.message;
       }
     }
     EXPECT_TRUE(found) << c.name << ": " << r.status().message();
@@ -202,8 +203,10 @@ TEST(AttachmentPolicy, CrossNamespaceAccessIsOptIn) {
   EXPECT_FALSE(spec("{}").attachments.Allows("db", "apps", {}));
   EXPECT_FALSE(spec(R"({"namespaceSelector": {}})").attachments.Allows("db", "apps", {{"a", "b"}}));
   EXPECT_TRUE(spec(R"({"allowedNamespaces": ["*"]})").attachments.Allows("db", "apps", {}));
-  EXPECT_TRUE(spec(R"({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}})")
-                  .attachments.Allows("db", "apps", {{"team", "x"}}));
+  EXPECT_TRUE(
+      spec(
+          R"({"namespaceSelector": {"matchExpressions": [{"key": "team", "operator": "Exists"}]}})")
+          .attachments.Allows("db", "apps", {{"team", "x"}}));
 }
 
 TEST(ParseClusterSpec, ReportsEveryProblemAtOnce) {

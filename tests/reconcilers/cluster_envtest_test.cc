@@ -26,9 +26,7 @@ std::string Source(const std::string& path) {
 
 class ClusterEnvtest : public EnvtestTest {
  protected:
-  static void SetUpTestSuite() {
-    ASSERT_TRUE(Envtest::Configure({{{kControllerUser, {}}}}).ok());
-  }
+  static void SetUpTestSuite() { ASSERT_TRUE(Envtest::Configure({{{kControllerUser, {}}}}).ok()); }
 
   void SetUp() override {
     EnvtestTest::SetUp();
@@ -54,8 +52,8 @@ class ClusterEnvtest : public EnvtestTest {
     });
     reader_ = std::make_unique<ClientObjectReader>(*controller_client_);
     events_ = std::make_unique<KubeEventRecorder>(*controller_client_, "postgrescluster");
-    reconciler_ = std::make_unique<ClusterReconciler>(ClusterReconcilerDeps{
-        *reader_, *controller_client_, *events_, instances_, Clock::Real()});
+    reconciler_ = std::make_unique<ClusterReconciler>(
+        ClusterReconcilerDeps{*reader_, *controller_client_, *events_, instances_, Clock::Real()});
   }
 
   void CreateCluster(int replicas) {
@@ -130,11 +128,13 @@ TEST_F(ClusterEnvtest, CreatesOwnedObjectsAndReportsStatus) {
   ASSERT_EQ(pods.size(), 3u);
   for (const auto& pod : pods) {
     EXPECT_EQ(meta::ControllerOf(pod)->uid, uid) << meta::Name(pod);
-    EXPECT_EQ(meta::Label(pod, "petrel.dev/role"), meta::Name(pod) == "db-1" ? "primary" : "replica");
+    EXPECT_EQ(meta::Label(pod, "petrel.dev/role"),
+              meta::Name(pod) == "db-1" ? "primary" : "replica");
   }
   auto pvcs = Items(resources::kPersistentVolumeClaim);
   ASSERT_EQ(pvcs.size(), 3u);
-  for (const auto& pvc : pvcs) EXPECT_FALSE(meta::ControllerOf(pvc)) << "Retain: volumes outlive the cluster";
+  for (const auto& pvc : pvcs)
+    EXPECT_FALSE(meta::ControllerOf(pvc)) << "Retain: volumes outlive the cluster";
   std::set<std::string> services;
   for (const auto& s : Items(resources::kService)) {
     services.insert(meta::Name(s));

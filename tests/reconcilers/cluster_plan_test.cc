@@ -14,11 +14,11 @@ namespace {
 class World {
  public:
   explicit World(Json spec) {
-    cluster_ = {{"apiVersion", "petrel.dev/v1alpha1"},
-                {"kind", "PostgresCluster"},
-                {"metadata",
-                 {{"name", "db"}, {"namespace", "ns"}, {"uid", "uid-db"}, {"generation", 1}}},
-                {"spec", std::move(spec)}};
+    cluster_ = {
+        {"apiVersion", "petrel.dev/v1alpha1"},
+        {"kind", "PostgresCluster"},
+        {"metadata", {{"name", "db"}, {"namespace", "ns"}, {"uid", "uid-db"}, {"generation", 1}}},
+        {"spec", std::move(spec)}};
   }
 
   struct Instance {
@@ -26,7 +26,7 @@ class World {
     bool running = false;
     bool initialized = false;
     uint64_t lsn = 0x3000000;
-    bool follows = true;  // streaming from the primary when a replica
+    bool follows = true;            // streaming from the primary when a replica
     std::optional<bool> streaming;  // forces the reported WAL receiver state
   };
 
@@ -134,8 +134,8 @@ class World {
       if (!pod["status"].contains("podIP")) {
         pod["status"]["podIP"] = PodIp(name);
       }
-      if (auto it = instances_.find(name); it != instances_.end() && it->second.initialized &&
-                                           !it->second.spec.fenced) {
+      if (auto it = instances_.find(name);
+          it != instances_.end() && it->second.initialized && !it->second.spec.fenced) {
         it->second.running = true;  // a recreated Pod starts from its volume
       }
     }
@@ -445,11 +445,11 @@ TEST(ClusterPlan, RollingUpdateOrderReplicasThenSwitchoverThenOldPrimary) {
     }
     w.Apply(plan);
   }
-  EXPECT_EQ(steps, (std::vector<std::string>{
-                       "delete Pod db-3 (rolling update)", "create Pod db-3",
-                       "delete Pod db-2 (rolling update)", "create Pod db-2",
-                       "SwitchoverStarted", "SwitchoverCompleted",
-                       "delete Pod db-1 (rolling update)", "create Pod db-1"}));
+  EXPECT_EQ(steps,
+            (std::vector<std::string>{"delete Pod db-3 (rolling update)", "create Pod db-3",
+                                      "delete Pod db-2 (rolling update)", "create Pod db-2",
+                                      "SwitchoverStarted", "SwitchoverCompleted",
+                                      "delete Pod db-1 (rolling update)", "create Pod db-1"}));
   auto status = w.Status();
   EXPECT_EQ(status.phase, "Healthy");
   EXPECT_NE(status.current_primary, "db-1");

@@ -46,17 +46,18 @@ class HttpInstanceClientTest : public ::testing::Test {
       return HttpResponse::Text(reply_status_, reply_body_);
     });
     server_->Start();
-    client_ = std::make_unique<HttpInstanceClient>(reader_, std::chrono::seconds(3),
-                                                   server_->port());
+    client_ =
+        std::make_unique<HttpInstanceClient>(reader_, std::chrono::seconds(3), server_->port());
   }
   void TearDown() override {
     if (server_) server_->Stop();
   }
 
   Json Pod(const std::string& ip) {
-    Json pod = {{"metadata",
-                 {{"name", "db-2"}, {"namespace", "ns"}, {"labels", {{"petrel.dev/cluster", "db"}}}}},
-                {"status", Json::object()}};
+    Json pod = {
+        {"metadata",
+         {{"name", "db-2"}, {"namespace", "ns"}, {"labels", {{"petrel.dev/cluster", "db"}}}}},
+        {"status", Json::object()}};
     if (!ip.empty()) pod["status"]["podIP"] = ip;
     return pod;
   }
