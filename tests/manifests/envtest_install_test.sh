@@ -111,7 +111,7 @@ for denied in "update postgresclusters.petrel.dev -n apps" "delete postgresclust
 done
 
 echo "--- the chart renders and the server accepts it; it matches manifests/ and crds/"
-export GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$work/gocache" GOFLAGS=-mod=mod
+export GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$work/gocache"
 (cd "$src/tests/manifests/helmrender" && go build -o "$work/helmrender" .)
 "$work/helmrender" "$src/charts/petrel" petrel petrel-system >"$work/chart.yaml"
 kc apply --dry-run=server -f "$work/chart.yaml" >/dev/null

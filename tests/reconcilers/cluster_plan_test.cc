@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <set>
 
+#include "reconcilers/cluster_reconciler.h"
+
 namespace petrel {
 namespace {
 
@@ -624,6 +626,31 @@ TEST(ClusterPlan, InstanceNames) {
   EXPECT_EQ(InstanceSerial("db", "db-01"), -1);
   EXPECT_EQ(InstanceSerial("db", "dbx-1"), -1);
   EXPECT_EQ(InstanceSerial("my-db", "my-db-3"), 3);
+}
+
+}  // namespace
+}  // namespace petrel
+
+namespace petrel {
+namespace {
+
+TEST(ClusterPlan, ClusterBeingDeletedPlansNothing) {
+  World w(Spec(2));
+  w.Converge();
+  w.cluster_["metadata"]["deletionTimestamp"] = "2026-11-23T00:00:00Z";
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_TRUE(plan.Empty());
+  EXPECT_TRUE(plan.events.empty());
+}
+
+TEST(RandomToken, UrlSafeAndUnique) {
+  auto a = RandomToken(32);
+  auto b = RandomToken(32);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->size(), 43u);
+  EXPECT_NE(*a, *b);
+  for (char c : *a)
+    EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
 }
 
 }  // namespace
