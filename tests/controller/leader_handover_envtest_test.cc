@@ -202,3 +202,62 @@ TEST_F(LeaderHandoverEnvtest, ExactlyOneLeadsKillHandsOverAfterExpiryTermHandsOv
 
 }  // namespace
 }  // namespace petrel
+
+namespace petrel {
+namespace {
+
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
+
+CommandResult RunPetrel(const std::string& args) {
+  const char* binary = std::getenv("PETREL_BINARY");
+  std::string cmd = std::string(binary ? binary : "petrel") + " " + args + " 2>&1";
+  CommandResult r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) r.output += buf;
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(ControllerCommandTest, BadSettingsExitNonZeroWithAMessageSayingWhatToFix) {
+  CommandResult r = RunPetrel("controller --lease-duration=soon --kubeconfig=/nonexistent");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--lease-duration \"soon\" is not a duration"), std::string::npos)
+      << r.output;
+
+  r = RunPetrel("controller --renew-deadline=20s --kubeconfig=/nonexistent");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("lease-duration > renew-deadline > retry-period"), std::string::npos)
+      << r.output;
+
+  r = RunPetrel("controller --kubeconfig=/nonexistent/kubeconfig");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("/nonexistent/kubeconfig"), std::string::npos) << r.output;
+
+  r = RunPetrel("controller --log-format=xml");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("xml"), std::string::npos) << r.output;
+}
+
+TEST(ControllerCommandTest, JsonLogsAreOneValidObjectPerLine) {
+  CommandResult r = RunPetrel("controller --log-format=json --kubeconfig=/nonexistent/\\\"quoted\\\"");
+  EXPECT_EQ(r.exit_code, 1);
+  std::istringstream lines(r.output);
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    Json j = Json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    EXPECT_TRUE(j.contains("msg") && j.contains("level") && j.contains("ts"));
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 1);
+}
+
+}  // namespace
+}  // namespace petrel
