@@ -87,16 +87,20 @@ class ControllerProcess {
   bool started() const { return pid_ > 0; }
   const std::string& name() const { return name_; }
 
-  // The leader gauge from /metrics: 1, 0, or -1 when unreachable.
-  int LeaderGauge() const {
+  // The /metrics text, or "" when unreachable.
+  std::string Metrics() const {
     HttpCallOptions o;
     o.timeout = 2s;
     auto r = HttpCall("GET", "http://127.0.0.1:" + std::to_string(port_) + "/metrics", "", o);
-    if (!r.ok() || r->status != 200) return -1;
+    return r.ok() && r->status == 200 ? r->body : "";
+  }
+  // The leader gauge from /metrics: 1, 0, or -1 when unreachable.
+  int LeaderGauge() const {
+    std::string body = Metrics();
     std::string needle = std::string("leader_election_master_status{name=\"") + kLeaseName + "\"} ";
-    auto at = r->body.find(needle);
+    auto at = body.find(needle);
     if (at == std::string::npos) return -1;
-    return r->body[at + needle.size()] == '1' ? 1 : 0;
+    return body[at + needle.size()] == '1' ? 1 : 0;
   }
 
   void Signal(int sig) const { kill(pid_, sig); }
@@ -173,6 +177,10 @@ TEST_F(LeaderHandoverEnvtest, ExactlyOneLeadsKillHandsOverAfterExpiryTermHandsOv
   ControllerProcess& leader = a.LeaderGauge() == 1 ? a : b;
   ControllerProcess& standby = &leader == &a ? b : a;
   const std::string first_holder = Holder();
+  // API requests are counted through the client's observer (the lease GETs at least).
+  EXPECT_NE(leader.Metrics().find("rest_client_requests_total{verb=\"get\",code=\"200\"}"),
+            std::string::npos)
+      << leader.Metrics();
 
   // SIGKILL: no release, so the standby must wait for the lease to expire, then take over.
   leader.Signal(SIGKILL);
