@@ -157,6 +157,7 @@ Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec
       Status st = node_.Reclone(spec, &moved_to);
       if (!moved_to.empty()) {
         note_ = "pg_rewind failed; the old data directory was kept as " + moved_to;
+        note_generation_ = spec.generation;
       }
       return st;
     }
@@ -181,7 +182,7 @@ void InstanceManager::Publish(const ObservedInstance& o, const SqlFacts& f,
   if (!error_.empty()) parts.push_back(error_);
   if (!node_.last_crash().empty() && !o.accepting) parts.push_back(node_.last_crash());
   parts.push_back(action.reason);
-  if (!note_.empty()) parts.push_back(note_);
+  if (!note_.empty() && note_generation_ == spec.generation) parts.push_back(note_);
   for (size_t i = 0; i < parts.size(); ++i) s.message += (i ? "; " : "") + parts[i];
   s.system_identifier = f.system_identifier;
   s.timeline = f.timeline;

@@ -61,7 +61,8 @@ class InstanceManager {
 
   // Loop-thread state.
   std::string error_;        // last failed action, shown until an action succeeds
-  std::string note_;         // a lasting remark (data moved aside)
+  std::string note_;         // a lasting remark (data moved aside) ...
+  int64_t note_generation_ = 0;  // ... shown while this spec generation is current
   int failures_ = 0;
   SteadyTime retry_after_{};
   std::thread thread_;

@@ -5,12 +5,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "core/log.h"
 #include "instance/files.h"
+#include "instance/timeline.h"
 #include "pg/password.h"
 
 namespace petrel {
@@ -293,12 +296,92 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
   std::swap(o_.pgdata, data);
   PETREL_RETURN_IF_ERROR(st);
   rewind_failed_ = false;
+  diverged_ = false;
   return InstallDataDir(clone_dir_);
+}
+
+Status PostgresNode::CheckSourceIsPrimary(const Endpoint& primary) {
+  PETREL_ASSIGN_OR_RETURN(PgConn conn, ConnectPrimary(primary));
+  PETREL_ASSIGN_OR_RETURN(PgRows r, conn.Exec("SELECT pg_is_in_recovery()"));
+  if (r.GetOr(0, 0) != "f") {
+    // Rewinding onto a server that is not promoted yet would find "no rewind required" and
+    // leave this data directory ahead of the timeline fork to come.
+    return UnavailableError(primary.host + ":" + std::to_string(primary.port) +
+                            " is not a primary yet (still in recovery); waiting for its "
+                            "promotion before rewinding");
+  }
+  return Status::Ok();
+}
+
+Result<bool> PostgresNode::CheckDiverged(const InstanceSpec& spec,
+                                         const LocalWalPosition& local) {
+  PETREL_ASSIGN_OR_RETURN(PgConn conn, ConnectPrimary(*spec.primary));
+  PETREL_ASSIGN_OR_RETURN(
+      PgRows r, conn.Exec("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
+                          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+                          "::bit(32)::int END"));
+  if (r.GetOr(0, 0) != "f") return false;  // not a primary: nothing to compare with yet
+  int64_t primary_tli = std::atoll(r.GetOr(0, 1, "0").c_str());
+  std::string history;
+  if (primary_tli > local.timeline) {
+    // Readable by streaming_replica: the bootstrap grants pg_read_binary_file for pg_rewind.
+    char name[32];
+    std::snprintf(name, sizeof(name), "pg_wal/%08llX.history",
+                  static_cast<unsigned long long>(primary_tli));
+    PETREL_ASSIGN_OR_RETURN(
+        PgRows h, conn.Exec("SELECT convert_from(pg_read_binary_file($1), 'UTF8')", {name}));
+    history = h.GetOr(0, 0);
+  }
+  return HasDiverged(local, primary_tli, history);
+}
+
+void PostgresNode::UpdateDivergence(const InstanceSpec& spec, const ObservedInstance& o,
+                                    const SqlFacts& facts) {
+  const bool want_replica = spec.role == InstanceRole::kReplica && spec.primary;
+  // Healthy: streaming, or not a standby at all (a demotion rewinds anyway).
+  if (!want_replica || !o.standby_signal || (o.accepting && facts.streaming) ||
+      (o.accepting && facts.role != InstanceRole::kReplica)) {
+    not_streaming_since_.reset();
+    return;
+  }
+  // Give the WAL receiver time to connect and switch timelines by itself first; a standby
+  // that cannot even start ("requested timeline is not a child of this server's history")
+  // is checked from its control file.
+  const auto now = clock_.Now();
+  if (!not_streaming_since_) not_streaming_since_ = now;
+  if (now - *not_streaming_since_ < std::chrono::seconds(5) || now < next_divergence_check_) {
+    return;
+  }
+  std::optional<LocalWalPosition> local;
+  if (o.accepting) {
+    uint64_t replay = 0;
+    if (facts.timeline > 0 && ParseLsn(facts.replay_lsn, &replay)) {
+      local = LocalWalPosition{facts.timeline, replay, false};
+    }
+  } else if (!o.postgres_running && crashes_ > 0) {
+    auto out = RunCommand(PgCommand("pg_controldata", {"-D", o_.pgdata}), std::chrono::seconds(30),
+                          cancel_);
+    if (out.ok() && out->ok()) local = PositionFromControlData(ParseControlData(out->output));
+  }
+  if (!local) return;
+  next_divergence_check_ = now + std::chrono::seconds(5);
+  auto d = CheckDiverged(spec, *local);
+  if (!d.ok()) {
+    spdlog::debug("divergence check: {}", d.status().ToString());
+    return;
+  }
+  if (*d && !diverged_) {
+    spdlog::warn("this replica's WAL goes past the point where {}:{} forked its timeline; it "
+                 "must be rewound",
+                 spec.primary->host, spec.primary->port);
+  }
+  diverged_ = *d;
 }
 
 Status PostgresNode::Rewind(const InstanceSpec& spec) {
   if (!spec.primary) return InvalidError("rewind needs spec.primary");
   PETREL_RETURN_IF_ERROR(WritePassfile());
+  PETREL_RETURN_IF_ERROR(CheckSourceIsPrimary(*spec.primary));
   std::string source = ConnInfo({{"host", spec.primary->host},
                                  {"port", std::to_string(spec.primary->port)},
                                  {"user", kReplicationUser},
@@ -314,6 +397,8 @@ Status PostgresNode::Rewind(const InstanceSpec& spec) {
   }
   // pg_rewind copied the source's configuration files; ours are rewritten next.
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(o_.pgdata + "/standby.signal", "", 0600, o_.run_as));
+  diverged_ = false;
+  not_streaming_since_.reset();
   return WriteConfig(spec);
 }
 
@@ -359,6 +444,8 @@ Status PostgresNode::Start() {
 }
 
 Status PostgresNode::Stop() {
+  last_crash_.clear();
+  restart_after_ = {};
   if (!postgres_.running()) return Status::Ok();
   stopping_ = true;
   admin_.reset();
@@ -505,7 +592,10 @@ ObservedInstance PostgresNode::Observe(const InstanceSpec& spec, bool has_spec, 
     o.accepting = !facts->pg_version.empty();
     o.sql_role = facts->role;
     o.slots_current = facts->slots_current;
+    if (o.accepting) last_crash_.clear();
   }
+  if (o.has_data && has_spec) UpdateDivergence(spec, o, *facts);
+  o.diverged = diverged_;
   return o;
 }
 

@@ -24,6 +24,7 @@
 #include "instance/config.h"
 #include "instance/plan.h"
 #include "instance/process.h"
+#include "instance/timeline.h"
 #include "pg/conn.h"
 
 namespace petrel {
@@ -100,6 +101,12 @@ class PostgresNode {
   Status WaitAccepting(std::chrono::seconds timeout);
   Status BootstrapRoles();
   SqlFacts QuerySql(const InstanceSpec& spec);
+  Status CheckSourceIsPrimary(const Endpoint& primary);
+  // Whether this replica's WAL went past the point where `spec.primary`'s timeline forked
+  // from ours (so it can never stream from it without a rewind).
+  Result<bool> CheckDiverged(const InstanceSpec& spec, const LocalWalPosition& local);
+  void UpdateDivergence(const InstanceSpec& spec, const ObservedInstance& o,
+                        const SqlFacts& facts);
 
   NodeOptions o_;
   const std::atomic<bool>* cancel_;
@@ -109,6 +116,9 @@ class PostgresNode {
   std::optional<PgConn> admin_;
   bool stopping_ = false;
   bool rewind_failed_ = false;
+  bool diverged_ = false;  // sticky until a rewind or clone succeeds
+  std::optional<SteadyTime> not_streaming_since_;
+  SteadyTime next_divergence_check_{};
   int crashes_ = 0;
   SteadyTime started_at_{};
   SteadyTime restart_after_{};

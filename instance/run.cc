@@ -55,7 +55,7 @@ Status ValidateInstanceOptions(const InstanceOptions& o) {
     return InvalidError("PETREL_REPLICATION_PASSWORD is not set (the streaming_replica password)");
   }
   std::string missing;
-  for (const char* bin : {"postgres", "initdb", "pg_basebackup", "pg_rewind"}) {
+  for (const char* bin : {"postgres", "initdb", "pg_basebackup", "pg_rewind", "pg_controldata"}) {
     std::string path = o.bin_dir + "/" + bin;
     if (access(path.c_str(), X_OK) != 0) missing += std::string(missing.empty() ? "" : ", ") + bin;
   }
