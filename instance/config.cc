@@ -57,6 +57,10 @@ std::map<std::string, std::string> DesiredParameters(const InstanceSpec& spec,
       {"wal_compression", "on"},
       {"max_wal_senders", "10"},
       {"max_replication_slots", "10"},
+      // pg_rewind reads the old primary's WAL back to the last common checkpoint; keeping
+      // some WAL makes a rewind after failover likely to work instead of needing a re-clone
+      // (CloudNativePG's default too).
+      {"wal_keep_size", "512MB"},
       {"logging_collector", "off"},
   };
   for (const auto& [k, v] : MemoryDefaults(spec.memory_limit_bytes)) p[k] = v;

@@ -180,7 +180,9 @@ void InstanceManager::Publish(const ObservedInstance& o, const SqlFacts& f,
   s.phase = PhaseOf(action.kind, spec.fenced);
   std::vector<std::string> parts;
   if (!error_.empty()) parts.push_back(error_);
-  if (!node_.last_crash().empty() && !o.accepting) parts.push_back(node_.last_crash());
+  if (!node_.last_crash().empty() && !o.accepting && !spec.fenced) {
+    parts.push_back(node_.last_crash());
+  }
   parts.push_back(action.reason);
   if (!note_.empty() && note_generation_ == spec.generation) parts.push_back(note_);
   for (size_t i = 0; i < parts.size(); ++i) s.message += (i ? "; " : "") + parts[i];
