@@ -220,11 +220,7 @@ Status PostgresNode::Initdb(const InstanceSpec& spec) {
 
   // Configure, then start privately (socket only) to create the replication role before
   // the data directory is installed: a crash in between leaves only the .init directory.
-  std::string data = init_dir_;
-  std::swap(o_.pgdata, data);
-  st = WriteConfig(spec);
-  std::swap(o_.pgdata, data);
-  PETREL_RETURN_IF_ERROR(st);
+  PETREL_RETURN_IF_ERROR(WriteConfigIn(init_dir_, spec));
 
   ChildProcess temp;
   PETREL_RETURN_IF_ERROR(temp.Start(PgCommand(
@@ -290,11 +286,7 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
     return st;
   }
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(clone_dir_ + "/standby.signal", "", 0600, o_.run_as));
-  std::string data = clone_dir_;
-  std::swap(o_.pgdata, data);
-  st = WriteConfig(spec);
-  std::swap(o_.pgdata, data);
-  PETREL_RETURN_IF_ERROR(st);
+  PETREL_RETURN_IF_ERROR(WriteConfigIn(clone_dir_, spec));
   rewind_failed_ = false;
   diverged_ = false;
   return InstallDataDir(clone_dir_);
@@ -412,20 +404,25 @@ Status PostgresNode::Reclone(const InstanceSpec& spec, std::string* moved_to) {
   return Clone(spec);
 }
 
-Status PostgresNode::WriteConfig(const InstanceSpec& spec) {
+Status PostgresNode::WriteConfigIn(const std::string& dir, const InstanceSpec& spec) {
   ConfigInputs in = Inputs();
-  PETREL_RETURN_IF_ERROR(WriteFileAtomic(o_.pgdata + "/" + kPetrelConfFile,
+  PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kPetrelConfFile,
                                          RenderConf(DesiredParameters(spec, in)), 0600,
                                          o_.run_as));
   PETREL_RETURN_IF_ERROR(
-      WriteFileAtomic(o_.pgdata + "/pg_hba.conf", RenderHba(spec), 0600, o_.run_as));
-  std::string conf_path = o_.pgdata + "/postgresql.conf";
+      WriteFileAtomic(dir + "/pg_hba.conf", RenderHba(spec), 0600, o_.run_as));
+  std::string conf_path = dir + "/postgresql.conf";
   PETREL_ASSIGN_OR_RETURN(auto conf, ReadFileIfExists(conf_path));
   std::string want = WithPetrelInclude(conf.value_or(""));
   if (!conf || *conf != want) {
     PETREL_RETURN_IF_ERROR(WriteFileAtomic(conf_path, want, 0600, o_.run_as));
   }
-  if (postgres_.running() && o_.pgdata != init_dir_ && o_.pgdata != clone_dir_) {
+  return Status::Ok();
+}
+
+Status PostgresNode::WriteConfig(const InstanceSpec& spec) {
+  PETREL_RETURN_IF_ERROR(WriteConfigIn(o_.pgdata, spec));
+  if (postgres_.running()) {
     // SIGHUP = pg_reload_conf(); works even before postgres accepts connections.
     PETREL_RETURN_IF_ERROR(postgres_.Signal(SIGHUP));
   }

@@ -9,7 +9,8 @@
 //   <volume>/.<pgdata>.clone  so an interrupted bootstrap never looks like a data directory
 //   <pgdata>.<timestamp>      a data directory moved aside before a re-clone (never deleted)
 //
-// Thread-safety: not thread-safe; owned by the converge loop's thread. The postgres child
+// Thread-safety: HasData() and spec_path() are safe from any thread (paths never change after
+// construction); everything else is owned by the converge loop's thread. The postgres child
 // must be started and stopped by that same thread (its parent-death signal is per thread).
 #pragma once
 
@@ -88,6 +89,7 @@ class PostgresNode {
 
  private:
   ConfigInputs Inputs() const;
+  Status WriteConfigIn(const std::string& dir, const InstanceSpec& spec);
   Command PgCommand(const std::string& program, std::vector<std::string> args) const;
   Status RunPg(const std::string& what, const std::string& program,
                std::vector<std::string> args);
