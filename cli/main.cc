@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 
 #include "cli/controller_command.h"
+#include "cli/instance_command.h"
 #include "cli/version.h"
 
 int main(int argc, char** argv) {
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
   petrel::AddControllerCommand(app);
+  petrel::AddInstanceCommand(app);
 
   CLI11_PARSE(app, argc, argv);
   return 0;
