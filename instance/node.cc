@@ -462,13 +462,24 @@ Status PostgresNode::Promote() {
   return Status::Ok();
 }
 
+namespace {
+
+// The physical slots this instance should hold: the spec's list on a primary; none on a
+// replica (a slot left from its time as primary would hold WAL on it forever).
+std::set<std::string> WantedSlots(const InstanceSpec& spec) {
+  if (spec.role != InstanceRole::kPrimary) return {};
+  return std::set<std::string>(spec.replication_slots.begin(), spec.replication_slots.end());
+}
+
+}  // namespace
+
 Status PostgresNode::SyncSlots(const InstanceSpec& spec) {
   PgConn* c = Admin();
   if (!c) return UnavailableError("slots: postgres is not accepting connections");
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       c->Exec("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'"));
-  std::set<std::string> want(spec.replication_slots.begin(), spec.replication_slots.end());
+  std::set<std::string> want = WantedSlots(spec);
   std::set<std::string> have;
   for (int i = 0; i < rows.size(); ++i) {
     std::string name = rows.GetOr(i, 0);
@@ -529,11 +540,11 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
     f.lag_bytes = 0;
   }
 
-  if (f.role == InstanceRole::kPrimary && spec.role == InstanceRole::kPrimary) {
+  if (f.role == spec.role) {
     auto slots = c->Exec(
         "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'");
     if (slots.ok()) {
-      std::set<std::string> want(spec.replication_slots.begin(), spec.replication_slots.end());
+      std::set<std::string> want = WantedSlots(spec);
       std::set<std::string> have;
       for (int i = 0; i < slots->size(); ++i) {
         std::string name = slots->GetOr(i, 0);

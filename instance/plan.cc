@@ -90,8 +90,7 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     return Act(ActionKind::kStart, "starting postgres");
   }
   if (!o.accepting) return Act(ActionKind::kWait, "waiting for postgres to accept connections");
-  if (spec.role == InstanceRole::kPrimary && o.sql_role == InstanceRole::kPrimary &&
-      !o.slots_current) {
+  if (o.sql_role == spec.role && !o.slots_current) {
     return Act(ActionKind::kSyncSlots, "reconciling replication slots");
   }
   return Act(ActionKind::kNone, "running as " + std::string(RoleName(spec.role)));
