@@ -19,9 +19,36 @@ Status Annotated(const Status& s, const std::string& what) {
   return s.ok() ? s : s.Annotate(what);
 }
 
+// libpq takes parameters and quoting input as C strings, and Postgres truncates identifiers
+// past 63 bytes: either would make a statement act on a different name than the one given.
+Status CheckIdent(const std::string& ident) {
+  if (ident.empty()) return InvalidError("an SQL identifier is empty");
+  if (ident.find('\0') != std::string::npos) {
+    return InvalidError("an SQL identifier contains a NUL byte");
+  }
+  if (ident.size() > 63) return InvalidError("an SQL identifier is longer than 63 bytes");
+  return Status::Ok();
+}
+Status CheckValue(const std::string& value) {
+  if (value.find('\0') != std::string::npos) {
+    return InvalidError("an SQL value contains a NUL byte");
+  }
+  return Status::Ok();
+}
+
+Result<std::string> Ident(PgConn& conn, const std::string& ident) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(ident));
+  return conn.QuoteIdent(ident);
+}
+Result<std::string> Literal(PgConn& conn, const std::string& value) {
+  PETREL_RETURN_IF_ERROR(CheckValue(value));
+  return conn.QuoteLiteral(value);
+}
+
 }  // namespace
 
 Result<RoleState> ReadRole(PgConn& conn, const std::string& role) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("SELECT a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, "
@@ -56,9 +83,9 @@ bool HasAttachmentAttributes(const RoleState& r, int connection_limit) {
 Status CreateRole(PgConn& conn, const std::string& role, const std::string& password,
                   int connection_limit, const std::string& comment) {
   PETREL_ASSIGN_OR_RETURN(std::string verifier, ScramVerifier(password));
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, conn.QuoteLiteral(verifier));
-  PETREL_ASSIGN_OR_RETURN(std::string q_comment, conn.QuoteLiteral(comment));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, Literal(conn, verifier));
+  PETREL_ASSIGN_OR_RETURN(std::string q_comment, Literal(conn, comment));
   // One PQexec of several statements is one implicit transaction.
   return Annotated(conn.ExecScript("CREATE ROLE " + q_role + RoleAttributes(connection_limit) +
                                    " PASSWORD " + q_verifier + "; COMMENT ON ROLE " + q_role +
@@ -67,7 +94,7 @@ Status CreateRole(PgConn& conn, const std::string& role, const std::string& pass
 }
 
 Status ResetRoleAttributes(PgConn& conn, const std::string& role, int connection_limit) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
   return Annotated(conn.ExecScript("ALTER ROLE " + q_role + RoleAttributes(connection_limit) +
                                    " VALID UNTIL 'infinity'"),
                    "resetting the attributes of role " + q_role);
@@ -75,20 +102,21 @@ Status ResetRoleAttributes(PgConn& conn, const std::string& role, int connection
 
 Status SetRolePassword(PgConn& conn, const std::string& role, const std::string& password) {
   PETREL_ASSIGN_OR_RETURN(std::string verifier, ScramVerifier(password));
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, conn.QuoteLiteral(verifier));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, Literal(conn, verifier));
   return Annotated(conn.ExecScript("ALTER ROLE " + q_role + " PASSWORD " + q_verifier),
                    "setting the password of role " + q_role);
 }
 
 Status SetRoleComment(PgConn& conn, const std::string& role, const std::string& comment) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_comment, conn.QuoteLiteral(comment));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_comment, Literal(conn, comment));
   return Annotated(conn.ExecScript("COMMENT ON ROLE " + q_role + " IS " + q_comment),
                    "marking role " + q_role);
 }
 
 Result<DatabaseState> ReadDatabase(PgConn& conn, const std::string& database) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(database));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("SELECT pg_get_userbyid(d.datdba), "
@@ -106,14 +134,14 @@ Result<DatabaseState> ReadDatabase(PgConn& conn, const std::string& database) {
 }
 
 Status CreateDatabase(PgConn& conn, const std::string& database, const std::string& owner) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_db, conn.QuoteIdent(database));
-  PETREL_ASSIGN_OR_RETURN(std::string q_owner, conn.QuoteIdent(owner));
+  PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(conn, database));
+  PETREL_ASSIGN_OR_RETURN(std::string q_owner, Ident(conn, owner));
   return Annotated(conn.ExecScript("CREATE DATABASE " + q_db + " OWNER " + q_owner),
                    "creating database " + q_db);
 }
 
 Status RevokePublicConnect(PgConn& conn, const std::string& database) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_db, conn.QuoteIdent(database));
+  PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(conn, database));
   return Annotated(conn.ExecScript("REVOKE CONNECT ON DATABASE " + q_db + " FROM PUBLIC"),
                    "revoking CONNECT on database " + q_db + " from PUBLIC");
 }
@@ -142,9 +170,9 @@ Status GrantAccess(PgConn& in_database, const std::string& database, const std::
                    const std::string& database_owner, AttachmentPrivileges privileges) {
   if (privileges == AttachmentPrivileges::kOwner) return Status::Ok();
   GrantSet g = GrantsFor(privileges);
-  PETREL_ASSIGN_OR_RETURN(std::string q_db, in_database.QuoteIdent(database));
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, in_database.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_owner, in_database.QuoteIdent(database_owner));
+  PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(in_database, database));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(in_database, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_owner, Ident(in_database, database_owner));
   const std::string defaults = "ALTER DEFAULT PRIVILEGES FOR ROLE " + q_owner +
                                " IN SCHEMA public GRANT ";
   std::string script =
@@ -163,6 +191,8 @@ Result<bool> HasAccess(PgConn& in_database, const std::string& role,
                        const std::string& database_owner, AttachmentPrivileges privileges) {
   if (privileges == AttachmentPrivileges::kOwner) return true;
   GrantSet g = GrantsFor(privileges);
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
+  PETREL_RETURN_IF_ERROR(CheckIdent(database_owner));
   // $1 role, $2 owner, $3 table privileges, $4 sequence privileges.
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
@@ -189,7 +219,7 @@ Result<bool> HasAccess(PgConn& in_database, const std::string& role,
 }
 
 Status DisableLogin(PgConn& conn, const std::string& role) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
   PETREL_ASSIGN_OR_RETURN(PgRows exists,
                           conn.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}));
   if (exists.size() == 0) return Status::Ok();
@@ -198,6 +228,7 @@ Status DisableLogin(PgConn& conn, const std::string& role) {
 }
 
 Result<int> TerminateSessions(PgConn& conn, const std::string& role) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
@@ -208,6 +239,7 @@ Result<int> TerminateSessions(PgConn& conn, const std::string& role) {
 
 Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn,
                                                            const std::string& role) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1) "
@@ -222,14 +254,15 @@ Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn,
 }
 
 Status HandOverOwnedDatabases(PgConn& conn, const std::string& role, const std::string& to) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
                 "WHERE r.rolname = $1 ORDER BY 1",
                 {role}));
-  PETREL_ASSIGN_OR_RETURN(std::string q_to, conn.QuoteIdent(to));
+  PETREL_ASSIGN_OR_RETURN(std::string q_to, Ident(conn, to));
   for (int i = 0; i < rows.size(); ++i) {
-    PETREL_ASSIGN_OR_RETURN(std::string q_db, conn.QuoteIdent(rows.GetOr(i, 0)));
+    PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(conn, rows.GetOr(i, 0)));
     PETREL_RETURN_IF_ERROR(
         Annotated(conn.ExecScript("ALTER DATABASE " + q_db + " OWNER TO " + q_to),
                   "handing database " + q_db + " over to " + q_to));
@@ -239,13 +272,14 @@ Status HandOverOwnedDatabases(PgConn& conn, const std::string& role, const std::
 
 Status ReleaseOwned(PgConn& in_database, const std::string& role, OwnedObjectsPolicy policy,
                     const std::string& to) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(PgRows exists,
                           in_database.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}));
   if (exists.size() == 0) return Status::Ok();
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, in_database.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(in_database, role));
   std::string script;
   if (policy == OwnedObjectsPolicy::kReassign) {
-    PETREL_ASSIGN_OR_RETURN(std::string q_to, in_database.QuoteIdent(to));
+    PETREL_ASSIGN_OR_RETURN(std::string q_to, Ident(in_database, to));
     script = "REASSIGN OWNED BY " + q_role + " TO " + q_to + "; ";
   }
   script += "DROP OWNED BY " + q_role;
@@ -253,7 +287,7 @@ Status ReleaseOwned(PgConn& in_database, const std::string& role, OwnedObjectsPo
 }
 
 Status DropRole(PgConn& conn, const std::string& role) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
   return Annotated(conn.ExecScript("DROP ROLE IF EXISTS " + q_role), "dropping role " + q_role);
 }
 

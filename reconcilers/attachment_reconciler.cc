@@ -266,17 +266,15 @@ class AttachmentReconciler : public Reconciler {
                               spec.cluster.ToString());
       }
     }
-    if (plan.new_password) {
+    if (in.rotation_requested) {
+      b.status["passwordRotation"]["observedRequest"] = spec.rotate_password_request;
+    }
+    if (plan.new_password && in.role.exists) {
       b.status["passwordRotation"]["rotatedAt"] = b.now;
-      if (in.rotation_requested) {
-        b.status["passwordRotation"]["observedRequest"] = spec.rotate_password_request;
-      }
-      if (in.role.exists) {
-        d_.events->Record(attachment, EventType::kNormal, "PasswordRotated", "RotatePassword",
-                          "role \"" + spec.role_name + "\" has a new password in Secret " +
-                              spec.secret_name +
-                              "; existing sessions continue, new connections need it");
-      }
+      d_.events->Record(attachment, EventType::kNormal, "PasswordRotated", "RotatePassword",
+                        "role \"" + spec.role_name + "\" has a new password in Secret " +
+                            spec.secret_name +
+                            "; existing sessions continue, new connections need it");
     }
 
     // The Secret last: it only ever holds a password the role already has.

@@ -146,6 +146,16 @@ TEST_F(AttachSqlTest, HostileStringsPassedToTheSqlLayerAreInert) {
     ASSERT_TRUE(sql::DropRole(admin, h).ok()) << h;
     EXPECT_FALSE(RoleExists(h));
   }
+  // Names libpq or Postgres would silently shorten are refused instead of acting on another
+  // role: an embedded NUL ("victim\0..." would read as "victim") and > 63 bytes.
+  ASSERT_TRUE(sql::CreateRole(admin, "victim", "pw", -1, "x").ok());
+  const std::string nul_name("victim\0; DROP TABLE canary", 27);
+  EXPECT_EQ(sql::DropRole(admin, nul_name).code(), Code::kInvalid);
+  EXPECT_EQ(sql::ReadRole(admin, nul_name).status().code(), Code::kInvalid);
+  EXPECT_EQ(sql::CreateRole(admin, std::string(64, 'v'), "pw", -1, "x").code(), Code::kInvalid);
+  EXPECT_EQ(sql::SetRoleComment(admin, "victim", nul_name).code(), Code::kInvalid);
+  EXPECT_TRUE(RoleExists("victim"));
+  ASSERT_TRUE(sql::DropRole(admin, "victim").ok());
   auto rows = admin.Exec("SELECT x FROM canary");
   ASSERT_TRUE(rows.ok()) << "canary table was dropped: " << rows.status().ToString();
   EXPECT_EQ(rows->GetOr(0, 0), "42");

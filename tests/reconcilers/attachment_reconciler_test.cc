@@ -109,6 +109,7 @@ TEST_F(AttachmentReconcilerTest, AttachCreatesRoleDatabaseAndOwnedSecretInAppNam
   EXPECT_EQ(a["status"]["secretName"], "web-database");
   EXPECT_EQ(a["status"]["clusterNamespace"], "data");
   EXPECT_EQ(a["status"]["observedGeneration"], 1);
+  EXPECT_FALSE(a["status"].contains("passwordRotation"));
   for (const char* type : {"RoleReady", "DatabaseReady", "SecretReady", "Ready"}) {
     EXPECT_EQ(Condition("shop", "web", type)["status"], "True") << type;
   }
@@ -168,6 +169,7 @@ TEST_F(AttachmentReconcilerTest, RotationAnnotationIssuesANewPasswordAndIsEchoed
   EXPECT_EQ(SecretKey("shop", "web-database", "password"), "generated-2");
   a = Attachment("shop", "web");
   EXPECT_EQ(a["status"]["passwordRotation"]["observedRequest"], "r1");
+  EXPECT_EQ(a["status"]["passwordRotation"]["rotatedAt"], "2026-01-01T00:00:00Z");
   EXPECT_TRUE(events_.Has("PasswordRotated"));
   // Done once: the same request value does not rotate again.
   ASSERT_TRUE(Run("shop", "web").ok());
