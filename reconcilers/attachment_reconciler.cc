@@ -462,6 +462,15 @@ ServiceResolver ServiceObjectResolver(const ObjectReader& reader) {
   };
 }
 
+ServiceResolver DefaultServiceResolver(const ObjectReader& reader) {
+  return [&reader, by_object = ServiceObjectResolver(reader),
+          dns = KubernetesDnsResolver()](const ObjectKey& key) -> Result<ServiceAddress> {
+    ObjectPtr svc = reader.Get(resources::kService, key);
+    if (svc && !meta::Annotation(*svc, "petrel.dev/local-address").empty()) return by_object(key);
+    return dns(key);
+  };
+}
+
 std::vector<ObjectKey> AttachmentsReferencingCluster(const ObjectReader& reader,
                                                      const Json& cluster) {
   const ObjectKey key = meta::Key(cluster);

@@ -33,6 +33,9 @@ ServiceResolver KubernetesDnsResolver();
 // From the Service object in the cache: the petrel.dev/local-address annotation ("host" or
 // "host:port"), else spec.clusterIP with spec.ports[0].port.
 ServiceResolver ServiceObjectResolver(const ObjectReader& reader);
+// What `petrel controller` uses: the Service's petrel.dev/local-address annotation when it has
+// one (local mode, node agent), else its Kubernetes DNS name.
+ServiceResolver DefaultServiceResolver(const ObjectReader& reader);
 
 struct AttachmentReconcilerDeps {
   ObjectReader* reader = nullptr;

@@ -329,6 +329,12 @@ TEST(ServiceObjectResolver, PrefersLocalAddressAnnotationThenClusterIp) {
   ASSERT_TRUE(ro.ok());
   EXPECT_EQ(ro->host, "10.0.0.10");
   EXPECT_EQ(resolve({"data", "nope"}).status().code(), Code::kNotFound);
+
+  // The controller's default: the annotation when present, else the DNS name.
+  auto by_default = DefaultServiceResolver(kube);
+  EXPECT_EQ(by_default({"data", "db-rw"})->host, "127.0.1.5");
+  EXPECT_EQ(by_default({"data", "db-ro"})->host, "db-ro.data.svc");
+  EXPECT_EQ(by_default({"data", "nope"})->host, "nope.data.svc");
 }
 
 }  // namespace
