@@ -304,6 +304,11 @@ class AttachmentReconciler : public Reconciler {
       auto r = d_.client->Update(resources::kSecret, updated);
       if (!r.ok()) return r.status().Annotate("updating Secret " + secret_key.ToString());
     }
+    // spec.secretName changed: the previous Secret (ours) goes, so only one holds the password.
+    const std::string previous = b.status.value("secretName", "");
+    if (!previous.empty() && previous != spec.secret_name) {
+      PETREL_RETURN_IF_ERROR(DeleteOwnedSecret(attachment, {key.namespace_, previous}));
+    }
     b.status["secretName"] = spec.secret_name;
     b.Condition("SecretReady", ConditionStatus::kTrue, "SecretReady",
                 "Secret " + spec.secret_name + " holds DATABASE_URL");
@@ -332,6 +337,25 @@ class AttachmentReconciler : public Reconciler {
         return pg.GrantAccess(spec.database_name, spec.role_name, plan.owner, spec.privileges);
     }
     return InternalError("unknown step");
+  }
+
+  // Deletes the Secret when this attachment controls it; absent is fine.
+  Status DeleteOwnedSecret(const Json& attachment, const ObjectKey& secret_key) {
+    auto secret = d_.client->Get(resources::kSecret, secret_key);
+    if (!secret.ok()) {
+      return secret.status().code() == Code::kNotFound
+                 ? Status::Ok()
+                 : secret.status().Annotate("reading Secret " + secret_key.ToString());
+    }
+    auto owner = meta::ControllerOf(*secret);
+    if (!owner || owner->uid != meta::Uid(attachment)) return Status::Ok();
+    DeleteOptions opts;
+    opts.precondition_uid = meta::Uid(*secret);
+    Status s = d_.client->Delete(resources::kSecret, secret_key, opts);
+    if (!s.ok() && s.code() != Code::kNotFound) {
+      return s.Annotate("deleting Secret " + secret_key.ToString());
+    }
+    return Status::Ok();
   }
 
   // --------------------------------------------------------------------------------------
@@ -393,19 +417,7 @@ class AttachmentReconciler : public Reconciler {
     // The Secret, when it is ours (without a garbage collector, nobody else removes it).
     std::string secret_name = b.status.value("secretName", "");
     if (!secret_name.empty()) {
-      ObjectKey secret_key{key.namespace_, secret_name};
-      auto secret = d_.client->Get(resources::kSecret, secret_key);
-      if (secret.ok()) {
-        auto owner = meta::ControllerOf(*secret);
-        if (owner && owner->uid == meta::Uid(attachment)) {
-          DeleteOptions opts;
-          opts.precondition_uid = meta::Uid(*secret);
-          Status s = d_.client->Delete(resources::kSecret, secret_key, opts);
-          if (!s.ok() && s.code() != Code::kNotFound) return s.Annotate("deleting the Secret");
-        }
-      } else if (secret.status().code() != Code::kNotFound) {
-        return secret.status();
-      }
+      PETREL_RETURN_IF_ERROR(DeleteOwnedSecret(attachment, {key.namespace_, secret_name}));
     }
 
     Json updated = attachment;

@@ -146,6 +146,20 @@ TEST_F(AttachmentReconcilerTest, DeletedSecretIsReissuedWithANewPassword) {
   EXPECT_EQ(SecretKey("shop", "web-database", "password"), "generated-2");
 }
 
+TEST_F(AttachmentReconcilerTest, RenamedSecretMovesThePasswordAndRemovesTheOldOne) {
+  AddAttachment("shop", "web", kCrossNamespace);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  Json a = Attachment("shop", "web");
+  a["spec"]["secretName"] = "web-pg";
+  kube_.Put(resources::kPostgresAttachment, a);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  EXPECT_EQ(kube_.Find(resources::kSecret, {"shop", "web-database"}), nullptr);
+  EXPECT_EQ(SecretKey("shop", "web-pg", "user"), "web");
+  EXPECT_EQ(Attachment("shop", "web")["status"]["secretName"], "web-pg");
+  // The renamed Secret has no password yet: a new one is issued and set.
+  EXPECT_EQ(pg_.roles["web"].password, SecretKey("shop", "web-pg", "password"));
+}
+
 TEST_F(AttachmentReconcilerTest, HandEditedRoleIsPutBack) {
   AddAttachment("shop", "web", kCrossNamespace);
   ASSERT_TRUE(Run("shop", "web").ok());
