@@ -15,9 +15,7 @@ std::string RoleAttributes(int connection_limit) {
          std::to_string(connection_limit);
 }
 
-Status Annotated(const Status& s, const std::string& what) {
-  return s.ok() ? s : s.Annotate(what);
-}
+Status Annotated(const Status& s, const std::string& what) { return s.ok() ? s : s.Annotate(what); }
 
 // libpq takes parameters and quoting input as C strings, and Postgres truncates identifiers
 // past 63 bytes: either would make a statement act on a different name than the one given.
@@ -50,13 +48,12 @@ Result<std::string> Literal(PgConn& conn, const std::string& value) {
 Result<RoleState> ReadRole(PgConn& conn, const std::string& role) {
   PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, "
-                "a.rolreplication, a.rolbypassrls, a.rolinherit, "
-                "a.rolvaliduntil IS NOT NULL AND a.rolvaliduntil <> 'infinity', "
-                "a.rolconnlimit, shobj_description(a.oid, 'pg_authid'), a.rolpassword "
-                "FROM pg_authid a WHERE a.rolname = $1",
-                {role}));
+      PgRows rows, conn.Exec("SELECT a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, "
+                             "a.rolreplication, a.rolbypassrls, a.rolinherit, "
+                             "a.rolvaliduntil IS NOT NULL AND a.rolvaliduntil <> 'infinity', "
+                             "a.rolconnlimit, shobj_description(a.oid, 'pg_authid'), a.rolpassword "
+                             "FROM pg_authid a WHERE a.rolname = $1",
+                             {role}));
   RoleState out;
   if (rows.size() == 0) return out;
   out.exists = true;
@@ -87,10 +84,10 @@ Status CreateRole(PgConn& conn, const std::string& role, const std::string& pass
   PETREL_ASSIGN_OR_RETURN(std::string q_verifier, Literal(conn, verifier));
   PETREL_ASSIGN_OR_RETURN(std::string q_comment, Literal(conn, comment));
   // One PQexec of several statements is one implicit transaction.
-  return Annotated(conn.ExecScript("CREATE ROLE " + q_role + RoleAttributes(connection_limit) +
-                                   " PASSWORD " + q_verifier + "; COMMENT ON ROLE " + q_role +
-                                   " IS " + q_comment),
-                   "creating role " + q_role);
+  return Annotated(
+      conn.ExecScript("CREATE ROLE " + q_role + RoleAttributes(connection_limit) + " PASSWORD " +
+                      q_verifier + "; COMMENT ON ROLE " + q_role + " IS " + q_comment),
+      "creating role " + q_role);
 }
 
 Status ResetRoleAttributes(PgConn& conn, const std::string& role, int connection_limit) {
@@ -152,7 +149,7 @@ struct GrantSet {
   const char* database;
   const char* tables;
   const char* sequences;
-  const char* table_array;     // the same, as a text[] literal for has_table_privilege
+  const char* table_array;  // the same, as a text[] literal for has_table_privilege
   const char* sequence_array;
 };
 
@@ -173,18 +170,17 @@ Status GrantAccess(PgConn& in_database, const std::string& database, const std::
   PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(in_database, database));
   PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(in_database, role));
   PETREL_ASSIGN_OR_RETURN(std::string q_owner, Ident(in_database, database_owner));
-  const std::string defaults = "ALTER DEFAULT PRIVILEGES FOR ROLE " + q_owner +
-                               " IN SCHEMA public GRANT ";
-  std::string script =
-      std::string("GRANT ") + g.database + " ON DATABASE " + q_db + " TO " + q_role + ";\n" +
-      "GRANT USAGE ON SCHEMA public TO " + q_role + ";\n" +
-      "GRANT " + g.tables + " ON ALL TABLES IN SCHEMA public TO " + q_role + ";\n" +
-      "GRANT " + g.sequences + " ON ALL SEQUENCES IN SCHEMA public TO " + q_role + ";\n" +
-      defaults + g.tables + " ON TABLES TO " + q_role + ";\n" +
-      defaults + g.sequences + " ON SEQUENCES TO " + q_role;
-  return Annotated(in_database.ExecScript(script),
-                   "granting " + std::string(PrivilegesName(privileges)) + " access on " + q_db +
-                       " to " + q_role);
+  const std::string defaults =
+      "ALTER DEFAULT PRIVILEGES FOR ROLE " + q_owner + " IN SCHEMA public GRANT ";
+  std::string script = std::string("GRANT ") + g.database + " ON DATABASE " + q_db + " TO " +
+                       q_role + ";\n" + "GRANT USAGE ON SCHEMA public TO " + q_role + ";\n" +
+                       "GRANT " + g.tables + " ON ALL TABLES IN SCHEMA public TO " + q_role +
+                       ";\n" + "GRANT " + g.sequences + " ON ALL SEQUENCES IN SCHEMA public TO " +
+                       q_role + ";\n" + defaults + g.tables + " ON TABLES TO " + q_role + ";\n" +
+                       defaults + g.sequences + " ON SEQUENCES TO " + q_role;
+  return Annotated(in_database.ExecScript(script), "granting " +
+                                                       std::string(PrivilegesName(privileges)) +
+                                                       " access on " + q_db + " to " + q_role);
 }
 
 Result<bool> HasAccess(PgConn& in_database, const std::string& role,
@@ -230,15 +226,13 @@ Status DisableLogin(PgConn& conn, const std::string& role) {
 Result<int> TerminateSessions(PgConn& conn, const std::string& role) {
   PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
-                "FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
-                {role}));
+      PgRows rows, conn.Exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
+                             "FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+                             {role}));
   return std::stoi(rows.GetOr(0, 0, "0"));
 }
 
-Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn,
-                                                           const std::string& role) {
+Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn, const std::string& role) {
   PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
@@ -293,9 +287,8 @@ Status DropRole(PgConn& conn, const std::string& role) {
 
 Result<std::vector<DatabaseInfo>> ListDatabases(PgConn& conn) {
   PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.oid) "
-                "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1"));
+      PgRows rows, conn.Exec("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.oid) "
+                             "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1"));
   std::vector<DatabaseInfo> out;
   for (int i = 0; i < rows.size(); ++i) {
     out.push_back({rows.GetOr(i, 0), rows.GetOr(i, 1), std::stoll(rows.GetOr(i, 2, "0"))});
@@ -304,11 +297,10 @@ Result<std::vector<DatabaseInfo>> ListDatabases(PgConn& conn) {
 }
 
 Result<std::vector<LoginRoleInfo>> ListLoginRoles(PgConn& conn) {
-  PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT r.rolname, r.rolsuper, r.rolconnlimit, "
-                "shobj_description(r.oid, 'pg_authid') FROM pg_roles r "
-                "WHERE r.rolcanlogin ORDER BY 1"));
+  PETREL_ASSIGN_OR_RETURN(PgRows rows,
+                          conn.Exec("SELECT r.rolname, r.rolsuper, r.rolconnlimit, "
+                                    "shobj_description(r.oid, 'pg_authid') FROM pg_roles r "
+                                    "WHERE r.rolcanlogin ORDER BY 1"));
   std::vector<LoginRoleInfo> out;
   for (int i = 0; i < rows.size(); ++i) {
     LoginRoleInfo info;

@@ -216,12 +216,18 @@ std::optional<std::string> SecretValue(const Json& secret, const std::string& ke
 
 const char* PgStepName(PgStepKind kind) {
   switch (kind) {
-    case PgStepKind::kCreateRole: return "CreateRole";
-    case PgStepKind::kResetRoleAttributes: return "ResetRoleAttributes";
-    case PgStepKind::kSetPassword: return "SetPassword";
-    case PgStepKind::kCreateDatabase: return "CreateDatabase";
-    case PgStepKind::kRevokePublicConnect: return "RevokePublicConnect";
-    case PgStepKind::kGrantAccess: return "GrantAccess";
+    case PgStepKind::kCreateRole:
+      return "CreateRole";
+    case PgStepKind::kResetRoleAttributes:
+      return "ResetRoleAttributes";
+    case PgStepKind::kSetPassword:
+      return "SetPassword";
+    case PgStepKind::kCreateDatabase:
+      return "CreateDatabase";
+    case PgStepKind::kRevokePublicConnect:
+      return "RevokePublicConnect";
+    case PgStepKind::kGrantAccess:
+      return "GrantAccess";
   }
   return "?";
 }
@@ -238,9 +244,10 @@ AttachPlan PlanAttach(const AttachInputs& in) {
         in.role.managed_by
             ? "role \"" + role + "\" already belongs to PostgresAttachment " +
                   in.role.managed_by->ToString() + "; set a different spec.roleName"
-            : "role \"" + role + "\" exists in Postgres and was not created by Petrel; Petrel "
-              "never takes over or drops such roles. Set a different spec.roleName, or drop "
-              "the role by hand";
+            : "role \"" + role +
+                  "\" exists in Postgres and was not created by Petrel; Petrel "
+                  "never takes over or drops such roles. Set a different spec.roleName, or drop "
+                  "the role by hand";
     plan.refusal = Refusal{"RoleReady", "RoleNotManaged", message, false};
     return plan;
   }
@@ -303,9 +310,12 @@ AttachPlan PlanAttach(const AttachInputs& in) {
 namespace {
 const char* StatusName(ConditionStatus s) {
   switch (s) {
-    case ConditionStatus::kTrue: return "True";
-    case ConditionStatus::kFalse: return "False";
-    case ConditionStatus::kUnknown: return "Unknown";
+    case ConditionStatus::kTrue:
+      return "True";
+    case ConditionStatus::kFalse:
+      return "False";
+    case ConditionStatus::kUnknown:
+      return "Unknown";
   }
   return "Unknown";
 }
@@ -315,12 +325,9 @@ void SetCondition(Json& conditions, const std::string& type, ConditionStatus sta
                   const std::string& reason, const std::string& message, int64_t generation,
                   const std::string& now) {
   if (!conditions.is_array()) conditions = Json::array();
-  Json cond = {{"type", type},
-               {"status", StatusName(status)},
-               {"reason", reason},
-               {"message", message},
-               {"observedGeneration", generation},
-               {"lastTransitionTime", now}};
+  Json cond = {
+      {"type", type},       {"status", StatusName(status)},     {"reason", reason},
+      {"message", message}, {"observedGeneration", generation}, {"lastTransitionTime", now}};
   for (auto& c : conditions) {
     if (c.value("type", "") == type) {
       if (c.value("status", "") == cond["status"]) {

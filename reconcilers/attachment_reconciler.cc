@@ -1,9 +1,9 @@
 #include "reconcilers/attachment_reconciler.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <tuple>
-
-#include <spdlog/spdlog.h>
 
 namespace petrel {
 
@@ -15,7 +15,8 @@ constexpr seconds kWaitForInput{30};    // cluster, database or Service not ther
 constexpr seconds kRefusedRecheck{60};  // refused: a cluster or another attachment may change
 
 bool PrintableAscii(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
 std::string ServiceNameFor(const ObjectKey& cluster, const char* suffix) {
@@ -131,10 +132,9 @@ class AttachmentReconciler : public Reconciler {
       return Finish(attachment, b, ReconcileResult::Done());
     }
     const AttachmentSpec& spec = *parsed;
-    for (auto [field, was, now] : {std::tuple{"roleName", b.status.value("roleName", ""),
-                                              spec.role_name},
-                                   std::tuple{"databaseName", b.status.value("databaseName", ""),
-                                              spec.database_name}}) {
+    for (auto [field, was, now] :
+         {std::tuple{"roleName", b.status.value("roleName", ""), spec.role_name},
+          std::tuple{"databaseName", b.status.value("databaseName", ""), spec.database_name}}) {
       if (!was.empty() && was != now) {
         std::string message = std::string("spec.") + field + " resolves to \"" + now +
                               "\" but this attachment was made with \"" + was +
@@ -199,8 +199,8 @@ class AttachmentReconciler : public Reconciler {
     auto admin = ConnectAdmin(spec.cluster, &where);
     if (!admin.ok()) {
       std::string message = "cannot reach the primary of PostgresCluster " +
-                            spec.cluster.ToString() + (where.empty() ? "" : " at " + where) +
-                            ": " + admin.status().message() + "; retrying with backoff";
+                            spec.cluster.ToString() + (where.empty() ? "" : " at " + where) + ": " +
+                            admin.status().message() + "; retrying with backoff";
       b.NotReady("Pending", "ClusterUnreachable", message);
       return Fail(attachment, b, UnavailableError(message));
     }
@@ -223,8 +223,8 @@ class AttachmentReconciler : public Reconciler {
       b.NotReady("Pending", "PostgresError", message);
       return Fail(attachment, b, Status(s.code(), message));
     };
-    auto role = pg.ObserveRole(spec.role_name, spec.connection_limit,
-                               in.secret_password.value_or(""));
+    auto role =
+        pg.ObserveRole(spec.role_name, spec.connection_limit, in.secret_password.value_or(""));
     if (!role.ok()) return sql_failed(role.status());
     in.role = *role;
     auto db = pg.ObserveDatabase(spec.database_name, spec.role_name, spec.privileges);
@@ -294,7 +294,8 @@ class AttachmentReconciler : public Reconciler {
                                  ConnectionSecretData(details));
     if (!secret) {
       auto created = d_.client->Create(resources::kSecret, desired);
-      if (!created.ok()) return created.status().Annotate("creating Secret " + secret_key.ToString());
+      if (!created.ok())
+        return created.status().Annotate("creating Secret " + secret_key.ToString());
     } else if ((*secret)["data"] != desired["data"] ||
                secret->value("/metadata/labels"_json_pointer, Json::object()) !=
                    desired["metadata"]["labels"]) {
@@ -323,8 +324,7 @@ class AttachmentReconciler : public Reconciler {
                  const AttachPlan& plan, const ObjectKey& key) {
     switch (step.kind) {
       case PgStepKind::kCreateRole:
-        return pg.CreateRole(spec.role_name, plan.password, spec.connection_limit,
-                             RoleMarker(key));
+        return pg.CreateRole(spec.role_name, plan.password, spec.connection_limit, RoleMarker(key));
       case PgStepKind::kResetRoleAttributes:
         return pg.ResetRoleAttributes(spec.role_name, spec.connection_limit);
       case PgStepKind::kSetPassword:
@@ -368,8 +368,7 @@ class AttachmentReconciler : public Reconciler {
     if (cluster_ns.empty()) {
       cluster_ns = attachment.value("/spec/clusterRef/namespace"_json_pointer, key.namespace_);
     }
-    const ObjectKey cluster{cluster_ns,
-                            attachment.value("/spec/clusterRef/name"_json_pointer, "")};
+    const ObjectKey cluster{cluster_ns, attachment.value("/spec/clusterRef/name"_json_pointer, "")};
     OwnedObjectsPolicy policy = OwnedObjectsPolicy::kReassign;
     std::string reassign_to;
     if (auto spec = ParseAttachment(attachment); spec.ok()) {
@@ -380,8 +379,8 @@ class AttachmentReconciler : public Reconciler {
     if (!role.empty()) {
       if (!d_.reader->Get(resources::kPostgresCluster, cluster)) {
         d_.events->Record(attachment, EventType::kWarning, "ClusterGone", "Detach",
-                          "PostgresCluster " + cluster.ToString() +
-                              " no longer exists; role \"" + role +
+                          "PostgresCluster " + cluster.ToString() + " no longer exists; role \"" +
+                              role +
                               "\" could not be dropped there. Detach finished in Kubernetes only");
       } else {
         std::string where;
@@ -390,7 +389,10 @@ class AttachmentReconciler : public Reconciler {
         std::optional<RoleObservation> observed;
         if (s.ok()) {
           auto r = (*admin)->ObserveRole(role, -1, "");
-          if (r.ok()) observed = *r; else s = r.status();
+          if (r.ok())
+            observed = *r;
+          else
+            s = r.status();
         }
         if (s.ok() && observed->exists && observed->managed_by == key) {
           s = (*admin)->DetachRole(role, policy, reassign_to);
@@ -401,8 +403,9 @@ class AttachmentReconciler : public Reconciler {
           }
         } else if (s.ok() && observed->exists) {
           d_.events->Record(attachment, EventType::kWarning, "RoleNotManaged", "Detach",
-                            "role \"" + role + "\" is not marked as this attachment's; it was "
-                            "left in place");
+                            "role \"" + role +
+                                "\" is not marked as this attachment's; it was "
+                                "left in place");
         }
         if (!s.ok()) {
           std::string message = "detaching from PostgresCluster " + cluster.ToString() +

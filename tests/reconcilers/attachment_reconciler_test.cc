@@ -16,9 +16,8 @@ class AttachmentReconcilerTest : public ::testing::Test {
     kube_.Put(resources::kPostgresCluster,
               {{"metadata", {{"name", "db"}, {"namespace", "data"}}},
                {"spec", {{"attachments", {{"allowedNamespaces", {"shop"}}}}}}});
-    kube_.Put(resources::kSecret,
-              {{"metadata", {{"name", "db-superuser"}, {"namespace", "data"}}},
-               {"data", {{"password", Base64Encode("superpw")}}}});
+    kube_.Put(resources::kSecret, {{"metadata", {{"name", "db-superuser"}, {"namespace", "data"}}},
+                                   {"data", {{"password", Base64Encode("superpw")}}}});
     AttachmentReconcilerDeps deps;
     deps.reader = &kube_;
     deps.client = &kube_;
@@ -34,13 +33,13 @@ class AttachmentReconcilerTest : public ::testing::Test {
 
   void AddAttachment(const std::string& ns, const std::string& name, Json spec,
                      const std::string& created = "2026-01-01T00:00:00Z") {
-    kube_.Put(resources::kPostgresAttachment,
-              {{"apiVersion", "petrel.dev/v1alpha1"},
-               {"kind", "PostgresAttachment"},
-               {"metadata",
-                {{"name", name}, {"namespace", ns}, {"generation", 1},
-                 {"creationTimestamp", created}}},
-               {"spec", std::move(spec)}});
+    kube_.Put(
+        resources::kPostgresAttachment,
+        {{"apiVersion", "petrel.dev/v1alpha1"},
+         {"kind", "PostgresAttachment"},
+         {"metadata",
+          {{"name", name}, {"namespace", ns}, {"generation", 1}, {"creationTimestamp", created}}},
+         {"spec", std::move(spec)}});
   }
   Result<ReconcileResult> Run(const std::string& ns, const std::string& name) {
     return reconciler_->Reconcile({ns, name});
@@ -50,8 +49,8 @@ class AttachmentReconcilerTest : public ::testing::Test {
     return j ? *j : Json();
   }
   Json Condition(const std::string& ns, const std::string& name, const std::string& type) {
-    for (const auto& c : Attachment(ns, name).value("/status/conditions"_json_pointer,
-                                                    Json::array())) {
+    for (const auto& c :
+         Attachment(ns, name).value("/status/conditions"_json_pointer, Json::array())) {
       if (c["type"] == type) return c;
     }
     return Json();
@@ -328,12 +327,13 @@ TEST(ServiceObjectResolver, PrefersLocalAddressAnnotationThenClusterIp) {
   testing_attach::FakeKube kube;
   kube.Put(resources::kService,
            {{"metadata",
-             {{"name", "db-rw"}, {"namespace", "data"},
+             {{"name", "db-rw"},
+              {"namespace", "data"},
               {"annotations", {{"petrel.dev/local-address", "127.0.1.5:15432"}}}}},
             {"spec", {{"clusterIP", "10.0.0.9"}, {"ports", {{{"port", 5432}}}}}}});
-  kube.Put(resources::kService, {{"metadata", {{"name", "db-ro"}, {"namespace", "data"}}},
-                                 {"spec", {{"clusterIP", "10.0.0.10"},
-                                           {"ports", {{{"port", 5432}}}}}}});
+  kube.Put(resources::kService,
+           {{"metadata", {{"name", "db-ro"}, {"namespace", "data"}}},
+            {"spec", {{"clusterIP", "10.0.0.10"}, {"ports", {{{"port", 5432}}}}}}});
   auto resolve = ServiceObjectResolver(kube);
   auto rw = resolve({"data", "db-rw"});
   ASSERT_TRUE(rw.ok());
