@@ -481,7 +481,12 @@ ServiceResolver DefaultServiceResolver(const ObjectReader& reader) {
   return [&reader, by_object = ServiceObjectResolver(reader),
           dns = KubernetesDnsResolver()](const ObjectKey& key) -> Result<ServiceAddress> {
     ObjectPtr svc = reader.Get(resources::kService, key);
-    if (svc && !meta::Annotation(*svc, "petrel.dev/local-address").empty()) return by_object(key);
+    if (svc) {
+      const bool annotated = !meta::Annotation(*svc, "petrel.dev/local-address").empty();
+      // `petrel local` allocates cluster IPs from a loopback block; real clusters never do.
+      const bool loopback = svc->value("/spec/clusterIP"_json_pointer, "").rfind("127.", 0) == 0;
+      if (annotated || loopback) return by_object(key);
+    }
     return dns(key);
   };
 }

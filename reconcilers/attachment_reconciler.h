@@ -34,7 +34,8 @@ ServiceResolver KubernetesDnsResolver();
 // "host:port"), else spec.clusterIP with spec.ports[0].port.
 ServiceResolver ServiceObjectResolver(const ObjectReader& reader);
 // What `petrel controller` uses: the Service's petrel.dev/local-address annotation when it has
-// one (local mode, node agent), else its Kubernetes DNS name.
+// one (node agent against a real API server), its spec.clusterIP when that is a loopback
+// address (`petrel local`), else its Kubernetes DNS name.
 ServiceResolver DefaultServiceResolver(const ObjectReader& reader);
 
 struct AttachmentReconcilerDeps {

@@ -349,6 +349,10 @@ TEST(ServiceObjectResolver, PrefersLocalAddressAnnotationThenClusterIp) {
   EXPECT_EQ(by_default({"data", "db-rw"})->host, "127.0.1.5");
   EXPECT_EQ(by_default({"data", "db-ro"})->host, "db-ro.data.svc");
   EXPECT_EQ(by_default({"data", "nope"})->host, "nope.data.svc");
+  kube.Put(resources::kService,
+           {{"metadata", {{"name", "local-rw"}, {"namespace", "data"}}},
+            {"spec", {{"clusterIP", "127.0.2.7"}, {"ports", {{{"port", 5432}}}}}}});
+  EXPECT_EQ(by_default({"data", "local-rw"})->host, "127.0.2.7");
 }
 
 }  // namespace
