@@ -4,7 +4,8 @@
 // the cluster admits it.
 #include <gtest/gtest.h>
 
-#include <filesystem>
+#include <chrono>
+#include <thread>
 
 #include "reconcilers/attachment_reconciler.h"
 #include "tests/reconcilers/attachment_fakes.h"
@@ -143,12 +144,22 @@ TEST_F(AttachmentEnvtest, ValidAttachmentKeepsSpecAsWrittenAndPrintsColumns) {
   ASSERT_TRUE(created.ok()) << created.status().ToString();
   EXPECT_EQ((*created)["spec"], (Json{{"clusterRef", {{"name", "db"}, {"namespace", ns_}}}}))
       << "no defaults are written into spec";
-  auto get = env().Kubectl({"get", "pga", "-n", ns_});
+  // Discovery of a just-established CRD can lag behind; kubectl may need a few tries.
+  auto kubectl_eventually = [this](const std::vector<std::string>& args) {
+    KubectlResult r;
+    for (int attempt = 0; attempt < 20; ++attempt) {
+      r = env().Kubectl(args);
+      if (r.exit_code == 0) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    return r;
+  };
+  auto get = kubectl_eventually({"get", "pga", "-n", ns_});
   ASSERT_EQ(get.exit_code, 0) << get.err;
   for (const char* column : {"CLUSTER", "DATABASE", "ROLE", "READY", "AGE"}) {
     EXPECT_NE(get.out.find(column), std::string::npos) << get.out;
   }
-  auto explain = env().Kubectl({"explain", "pga.spec.detachPolicy.ownedObjects"});
+  auto explain = kubectl_eventually({"explain", "pga.spec.detachPolicy.ownedObjects"});
   EXPECT_EQ(explain.exit_code, 0) << explain.err;
   EXPECT_NE(explain.out.find("REASSIGN OWNED"), std::string::npos);
 }
