@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "api/cluster.h"
+
 namespace petrel {
 
 // ---- Admission -------------------------------------------------------------------------
@@ -9,26 +11,23 @@ namespace petrel {
 Admission AdmitNamespace(const Json& cluster, const std::string& ns,
                          const std::map<std::string, std::string>& namespace_labels) {
   const std::string cluster_ns = meta::Namespace(cluster);
-  if (ns == cluster_ns) return {true, ""};
-  const Json* attachments = nullptr;
-  if (auto spec = cluster.find("spec"); spec != cluster.end() && spec->is_object()) {
-    if (auto a = spec->find("attachments"); a != spec->end() && a->is_object()) {
-      attachments = &*a;
-    }
-  }
-  if (attachments) {
-    if (auto list = attachments->find("allowedNamespaces");
-        list != attachments->end() && list->is_array()) {
+  // Only spec.attachments is read (a cluster invalid elsewhere still answers for consent);
+  // the decision itself is the cluster API's AttachmentPolicy::Allows.
+  AttachmentPolicy policy;
+  const Json attachments = cluster.value("/spec/attachments"_json_pointer, Json::object());
+  if (attachments.is_object()) {
+    if (auto list = attachments.find("allowedNamespaces");
+        list != attachments.end() && list->is_array()) {
       for (const auto& entry : *list) {
-        if (entry.is_string() && (entry == "*" || entry == ns)) return {true, ""};
+        if (entry.is_string()) policy.allowed_namespaces.push_back(entry.get<std::string>());
       }
     }
-    if (auto sel = attachments->find("namespaceSelector");
-        sel != attachments->end() && sel->is_object() && !sel->empty()) {
-      LabelSelector selector = LabelSelector::FromJson(*sel);
-      if (!selector.Empty() && selector.Matches(namespace_labels)) return {true, ""};
+    if (auto sel = attachments.find("namespaceSelector");
+        sel != attachments.end() && sel->is_object()) {
+      policy.namespace_selector = LabelSelector::FromJson(*sel);
     }
   }
+  if (policy.Allows(cluster_ns, ns, namespace_labels)) return {true, ""};
   const std::string cluster_key = ObjectKey{cluster_ns, meta::Name(cluster)}.ToString();
   return {false, "PostgresCluster " + cluster_key + " does not admit attachments from namespace " +
                      ns + ": add \"" + ns + "\" to spec.attachments.allowedNamespaces of " +
