@@ -401,7 +401,11 @@ class LocalWatchStream : public WatchStream {
 // StateDirLock
 
 Result<std::unique_ptr<StateDirLock>> StateDirLock::Acquire(const fs::path& dir) {
-  PETREL_RETURN_IF_ERROR(MakeDirectory(dir, fs::perms::owner_all));
+  // Others may traverse but not list: instances drop privileges to `postgres` and must reach
+  // their data directory under <state>/volumes. Private files (store.json, secrets/) are 0600
+  // and 0700 themselves.
+  PETREL_RETURN_IF_ERROR(MakeDirectory(
+      dir, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec));
   fs::path path = dir / kLockFile;
   int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (fd < 0) {

@@ -75,8 +75,8 @@ namespace petrel {
 // destruction (or by the kernel when the process dies).
 class StateDirLock {
  public:
-  // Creates `dir` (0700) if needed. FailedPrecondition-like Unavailable error naming the PID
-  // when another process holds the lock.
+  // Creates `dir` (0711) if needed. Unavailable, naming the PID, when another process holds
+  // the lock.
   static Result<std::unique_ptr<StateDirLock>> Acquire(const std::filesystem::path& dir);
   // The PID recorded by the current holder, or 0 when the directory is not locked.
   static int HolderPid(const std::filesystem::path& dir);
