@@ -617,34 +617,36 @@ void NodeAgent::Run() {
       if (stopping_) return;
     }
     Reconcile();
-    std::unique_ptr<WatchStream> watch;
+    // The watch only wakes the loop up early; every turn re-reads the whole state.
+    WatchStream* watch = nullptr;
     {
-      std::lock_guard lock(mu_);
-      watch = std::move(watch_);
-    }
-    if (!watch) {
-      WatchOptions w;
-      w.label_selector = ManagedSelector();
-      auto opened = client_.Watch(resources::kPod, "", w);
-      if (opened.ok()) watch = std::move(opened).value();
-    }
-    if (watch) {
-      WatchEvent event;
-      Status s = watch->Next(&event, options_.resync);
-      if (s.ok()) {
-        // Take whatever else is already queued: one reconcile covers it all.
-        while (watch->Next(&event, std::chrono::milliseconds(0)).ok()) {
-        }
-      } else if (s.code() != Code::kTimeout) {
-        watch.reset();  // ended: reopen on the next turn
-      }
-    } else {
       std::unique_lock lock(mu_);
-      cv_.wait_for(lock, options_.resync, [this] { return stopping_; });
+      if (stopping_) return;
+      if (!watch_) {
+        lock.unlock();
+        WatchOptions w;
+        w.label_selector = ManagedSelector();
+        auto opened = client_.Watch(resources::kPod, "", w);
+        lock.lock();
+        if (opened.ok()) watch_ = std::move(opened).value();
+        if (stopping_) return;
+      }
+      watch = watch_.get();
+      if (watch == nullptr) {
+        cv_.wait_for(lock, options_.resync, [this] { return stopping_; });
+        continue;
+      }
     }
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    watch_ = std::move(watch);
+    WatchEvent event;
+    Status s = watch->Next(&event, options_.resync);  // Stop() may Cancel() it meanwhile
+    if (s.ok()) {
+      // Take whatever else is already queued: one pass covers it all.
+      while (watch->Next(&event, std::chrono::milliseconds(0)).ok()) {
+      }
+    } else if (s.code() != Code::kTimeout) {
+      std::lock_guard lock(mu_);
+      watch_.reset();  // ended or cancelled: reopen on the next turn
+    }
   }
 }
 

@@ -9,9 +9,11 @@
 #include <gtest/gtest.h>
 
 #include "local/files.h"
+#include "local/service_proxy.h"
 #include "local/store.h"
 #include "net/http.h"
 #include "tests/local/local_test_util.h"
+#include "tests/local/socket_util.h"
 
 namespace petrel {
 namespace {
@@ -218,6 +220,65 @@ TEST_F(NodeAgentTest, MissingSecretKeepsThePodPendingUntilItAppears) {
   Json secret = {{"metadata", {{"name", "later"}}}, {"stringData", {{"k", "v"}}}};
   ASSERT_TRUE(store_->Create(resources::kSecret, secret).ok());
   EXPECT_TRUE(WaitFor([&] { return Phase("waits") == "Running"; }));
+}
+
+// The leader endpoint end to end: agent-run Pods, readiness from a real probe, a Service in
+// the store, and the proxy re-pointing when the primary label moves.
+TEST_F(NodeAgentTest, LeaderServiceFollowsThePrimary) {
+  std::string ip1 = FirstPodIp();
+  std::string ip2 = testing::BlockPrefix(block_) + "2";
+  testing::EchoServer a(ip1, "A");
+  ASSERT_TRUE(a.ok());
+  testing::EchoServer b(ip2, "B", a.port());
+  ASSERT_TRUE(b.ok());
+  auto pod = [&](const std::string& name, const std::string& role) {
+    Json p = ManagedPod(name, "exec sleep 1000");
+    p["metadata"]["labels"]["petrel.dev/cluster"] = "db";
+    p["metadata"]["labels"]["petrel.dev/role"] = role;
+    p["spec"]["containers"][0]["readinessProbe"] = {{"tcpSocket", {{"port", a.port()}}}};
+    return p;
+  };
+  ASSERT_TRUE(store_->Create(resources::kPod, pod("db-1", "primary")).ok());
+  ASSERT_TRUE(WaitFor([&] { return Ready("db-1"); }));
+  ASSERT_TRUE(store_->Create(resources::kPod, pod("db-2", "replica")).ok());
+  ASSERT_TRUE(WaitFor([&] { return Ready("db-2"); }));
+  ASSERT_EQ(PodOr("db-2")["status"]["podIP"], ip2);
+
+  auto service_block = AddressBlock::Parse(block_)->Split().second;
+  ServiceProxyOptions options;
+  options.mode = AddressMode::kAnnotation;
+  options.address_block = service_block.ToString();
+  options.resync = std::chrono::milliseconds(200);
+  ServiceProxy proxy(*store_, options);
+  ASSERT_TRUE(proxy.Start().ok());
+  ASSERT_TRUE(store_->Create(resources::kService,
+                             {{"metadata", {{"name", "db-rw"}}},
+                              {"spec", {{"selector", {{"petrel.dev/cluster", "db"},
+                                                      {"petrel.dev/role", "primary"}}},
+                                        {"ports", Json::array({{{"port", 5432},
+                                                                {"targetPort", a.port()}}})}}}})
+                  .ok());
+  ASSERT_TRUE(WaitFor([&] {
+    auto routes = proxy.Routes();
+    return routes.size() == 1 && routes[0].backends.size() == 1;
+  }));
+  std::string leader = proxy.Routes()[0].address;
+  testing::Client before(leader, 5432);
+  ASSERT_TRUE(before.connected());
+  ASSERT_EQ(before.RoundTrip("q"), "A:q");
+
+  // Switchover: the primary label moves from db-1 to db-2.
+  Json one = PodOr("db-1");
+  one["metadata"]["labels"]["petrel.dev/role"] = "replica";
+  ASSERT_TRUE(store_->Update(resources::kPod, one).ok());
+  Json two = PodOr("db-2");
+  two["metadata"]["labels"]["petrel.dev/role"] = "primary";
+  ASSERT_TRUE(store_->Update(resources::kPod, two).ok());
+
+  EXPECT_EQ(before.Read(), std::nullopt);  // the old primary's client is cut off
+  testing::Client after(leader, 5432);
+  EXPECT_EQ(after.RoundTrip("q"), "B:q");
+  proxy.Stop();
 }
 
 }  // namespace
