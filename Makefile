@@ -26,8 +26,9 @@ build: deps $(BUILD)/build.ninja
 $(ASAN_BUILD)/build.ninja:
 	cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Debug -DPETREL_SANITIZE=ON
 
+# The sanitizer tree builds only the unit tests: they are what it runs.
 build-asan: deps $(ASAN_BUILD)/build.ninja
-	cmake --build $(ASAN_BUILD) -j $(JOBS)
+	cmake --build $(ASAN_BUILD) -j $(JOBS) --target unit_tests
 
 test-unit: build
 	cd $(BUILD) && ctest $(CTEST_FLAGS) -L unit

@@ -3,7 +3,8 @@
 # petrel_library(NAME name SRCS a.cc b.cc DEPS other_lib ...)
 #   A static library named petrel_<name>.
 # petrel_test(NAME name SRCS x_test.cc DEPS ... LABELS unit|envtest|e2e [TIMEOUT s])
-#   A GoogleTest binary registered with CTest under the given label.
+#   A GoogleTest binary registered with CTest under the given label, and added to the
+#   aggregate target <label>_tests (the sanitizer build compiles only unit_tests).
 function(petrel_library)
   cmake_parse_arguments(P "" "NAME" "SRCS;DEPS" ${ARGN})
   add_library(petrel_${P_NAME} STATIC ${P_SRCS})
@@ -19,5 +20,15 @@ function(petrel_test)
     set(P_TIMEOUT 300)
   endif()
   set_tests_properties(${P_NAME} PROPERTIES LABELS "${P_LABELS}" TIMEOUT ${P_TIMEOUT}
-    ENVIRONMENT "PETREL_BINARY=$<TARGET_FILE:petrel>;PETREL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+    ENVIRONMENT "PETREL_BINARY=${CMAKE_BINARY_DIR}/cli/petrel;PETREL_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  # Tests that run the petrel binary need it built first.
+  if(NOT "unit" IN_LIST P_LABELS)
+    add_dependencies(${P_NAME} petrel)
+  endif()
+  foreach(label ${P_LABELS})
+    if(NOT TARGET ${label}_tests)
+      add_custom_target(${label}_tests)
+    endif()
+    add_dependencies(${label}_tests ${P_NAME})
+  endforeach()
 endfunction()
