@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/local_command.h"
 #include "cli/version.h"
 
 int main(int argc, char** argv) {
@@ -13,6 +14,8 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
+
+  petrel::AddLocalCommand(app);
 
   CLI11_PARSE(app, argc, argv);
   return 0;
