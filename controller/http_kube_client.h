@@ -74,9 +74,8 @@ class HttpKubeClient : public KubeClient {
                                              const std::string& namespace_,
                                              const WatchOptions& options) override;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit HttpKubeClient(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };

@@ -208,7 +208,14 @@ Result<KubeConfig> LoadKubeconfigFiles(const std::vector<std::string>& paths,
     return InvalidError(cluster.file + ": " + cluster_owner + ": server \"" + config.server +
                         "\" must start with https:// or http://");
   }
-  config.insecure_skip_tls_verify = Scalar(cluster.node, "insecure-skip-tls-verify") == "true";
+  if (YAML::Node insecure = cluster.node["insecure-skip-tls-verify"]; insecure) {
+    try {
+      config.insecure_skip_tls_verify = insecure.as<bool>();
+    } catch (const YAML::Exception&) {
+      return InvalidError(cluster.file + ": " + cluster_owner +
+                          ": insecure-skip-tls-verify must be true or false");
+    }
+  }
   config.tls_server_name = Scalar(cluster.node, "tls-server-name");
   PETREL_ASSIGN_OR_RETURN(config.ca_pem, DataOrFile(cluster, "certificate-authority",
                                                     "certificate-authority", cluster_owner));

@@ -433,3 +433,100 @@ TEST_F(HttpKubeClientEnvtest, WatchFromCompactedVersionIsGone) {
 
 }  // namespace
 }  // namespace petrel
+
+namespace petrel {
+namespace {
+
+class HttpKubeClientTlsEnvtest : public EnvtestTest {
+ protected:
+  KubeConfig AdminConfig() {
+    auto c = LoadKubeconfigFiles({env().KubeconfigPath()});
+    EXPECT_TRUE(c.ok()) << c.status().ToString();
+    return c.value_or(KubeConfig{});
+  }
+  static HttpKubeClientOptions Quick() {
+    HttpKubeClientOptions o;
+    o.request_timeout = 10s;
+    return o;
+  }
+};
+
+TEST_F(HttpKubeClientTlsEnvtest, ServerCertificateIsVerifiedAgainstTheCa) {
+  KubeConfig config = AdminConfig();
+  config.ca_pem = env().UntrustedCaPem();
+  auto client = HttpKubeClient::Create(config, Quick());
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  auto r = (*client)->Get(resources::kNamespace, {"", ns_});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kUnavailable);
+  EXPECT_THAT(r.status().message(), HasSubstr("not trusted"));
+}
+
+TEST_F(HttpKubeClientTlsEnvtest, ServerNameMustMatchTheCertificate) {
+  KubeConfig config = AdminConfig();
+  config.tls_server_name = "not-the-apiserver.example";
+  auto client = HttpKubeClient::Create(config, Quick());
+  ASSERT_TRUE(client.ok());
+  auto r = (*client)->Get(resources::kNamespace, {"", ns_});
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(r.status().message(), HasSubstr("hostname mismatch"));
+
+  config.tls_server_name = "kubernetes.default.svc";  // a name the serving cert does carry
+  auto named = HttpKubeClient::Create(config, Quick());
+  ASSERT_TRUE(named.ok());
+  EXPECT_TRUE((*named)->Get(resources::kNamespace, {"", ns_}).ok());
+}
+
+TEST_F(HttpKubeClientTlsEnvtest, InsecureSkipVerifyNeedsNoCa) {
+  KubeConfig config = AdminConfig();
+  config.ca_pem.clear();
+  config.insecure_skip_tls_verify = true;
+  auto client = HttpKubeClient::Create(config, Quick());
+  ASSERT_TRUE(client.ok());
+  auto r = (*client)->Get(resources::kNamespace, {"", ns_});
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+}
+
+TEST_F(HttpKubeClientTlsEnvtest, ClientCertificateAuthenticates) {
+  auto path = env().KubeconfigWithClientCert("carol", {"system:masters"});
+  ASSERT_TRUE(path.ok()) << path.status().ToString();
+  auto config = LoadKubeconfigFiles({*path});
+  ASSERT_TRUE(config.ok()) << config.status().ToString();
+  EXPECT_TRUE(config->token.empty());
+  auto client = HttpKubeClient::Create(*config, Quick());
+  ASSERT_TRUE(client.ok()) << client.status().ToString();
+  auto r = (*client)->Get(resources::kNamespace, {"", ns_});
+  EXPECT_TRUE(r.ok()) << r.status().ToString();
+
+  // A certificate without privileges authenticates but is not authorised.
+  auto plain = env().KubeconfigWithClientCert("dave", {});
+  ASSERT_TRUE(plain.ok());
+  auto dave_config = LoadKubeconfigFiles({*plain});
+  ASSERT_TRUE(dave_config.ok());
+  auto dave = HttpKubeClient::Create(*dave_config, Quick());
+  ASSERT_TRUE(dave.ok());
+  auto denied = (*dave)->Get(resources::kNamespace, {"", ns_});
+  ASSERT_FALSE(denied.ok());
+  EXPECT_EQ(denied.status().code(), Code::kForbidden);
+  EXPECT_THAT(denied.status().message(), HasSubstr("dave"));
+}
+
+TEST_F(HttpKubeClientTlsEnvtest, MismatchedClientKeyIsRejectedAtCreate) {
+  auto carol = env().KubeconfigWithClientCert("erin", {});
+  ASSERT_TRUE(carol.ok());
+  auto config = LoadKubeconfigFiles({*carol});
+  ASSERT_TRUE(config.ok());
+  auto other = env().KubeconfigWithClientCert("frank", {});
+  ASSERT_TRUE(other.ok());
+  auto other_config = LoadKubeconfigFiles({*other});
+  ASSERT_TRUE(other_config.ok());
+  config->client_key_pem = other_config->client_key_pem;
+  auto client = HttpKubeClient::Create(*config, Quick());
+  ASSERT_FALSE(client.ok());
+  EXPECT_EQ(client.status().code(), Code::kInvalid);
+  EXPECT_THAT(client.status().message(), HasSubstr("client key"));
+  EXPECT_THAT(client.status().message(), ::testing::Not(HasSubstr("PRIVATE KEY")));
+}
+
+}  // namespace
+}  // namespace petrel

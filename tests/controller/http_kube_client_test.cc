@@ -151,6 +151,33 @@ TEST_F(ScriptedServerTest, GetRetries503ThenSucceedsAndSendsTheToken) {
   EXPECT_EQ(codes, (std::vector<int>{503, 503, 200}));
 }
 
+TEST_F(ScriptedServerTest, ManyThreadsShareOneClient) {
+  std::atomic<int> calls{0};
+  StartServer([&](HttpServer& s) {
+    s.Handle("/api/v1/namespaces/ns/configmaps/", [&](const HttpRequest& r) {
+      ++calls;
+      std::string name = r.Path().substr(r.Path().rfind('/') + 1);
+      return HttpResponse::Json(200, Json{{"metadata", {{"name", name}}}}.dump());
+    });
+  });
+  std::vector<std::future<int>> workers;
+  for (int t = 0; t < 8; ++t) {
+    workers.push_back(std::async(std::launch::async, [&, t] {
+      int good = 0;
+      for (int i = 0; i < 25; ++i) {
+        std::string name = "cm-" + std::to_string(t) + "-" + std::to_string(i);
+        auto r = client_->Get(resources::kConfigMap, {"ns", name});
+        if (r.ok() && meta::Name(*r) == name) ++good;
+      }
+      return good;
+    }));
+  }
+  int good = 0;
+  for (auto& w : workers) good += w.get();
+  EXPECT_EQ(good, 200);
+  EXPECT_EQ(calls, 200);
+}
+
 TEST_F(ScriptedServerTest, RetriesAreBounded) {
   std::atomic<int> calls{0};
   StartServer([&](HttpServer& s) {

@@ -190,6 +190,10 @@ TEST_F(KubeconfigTest, ErrorsSayWhatIsMissingAndWhere) {
        "current-context: a\nclusters:\n- name: k\n  cluster: {server: 'h:6443'}\n"
        "contexts:\n- name: a\n  context: {cluster: k}\n",
        "", Code::kInvalid, {"https://"}},
+      {"insecure flag not a bool",
+       "current-context: a\nclusters:\n- name: k\n  cluster: {server: 'https://h', "
+       "insecure-skip-tls-verify: maybe}\ncontexts:\n- name: a\n  context: {cluster: k}\n",
+       "", Code::kInvalid, {"insecure-skip-tls-verify must be true or false"}},
       {"not yaml", "clusters: [unclosed\n", "", Code::kInvalid, {"not valid YAML"}},
   };
   for (const auto& c : cases) {

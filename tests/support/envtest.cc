@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <fstream>
 #include <mutex>
 #include <sstream>
@@ -22,6 +23,8 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/rsa.h>
+#include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "net/http.h"
 
@@ -37,6 +40,97 @@ struct BioDeleter {
 struct PkeyDeleter {
   void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }
 };
+struct X509Deleter {
+  void operator()(X509* x) const { X509_free(x); }
+};
+using PkeyPtr = std::unique_ptr<EVP_PKEY, PkeyDeleter>;
+using X509Ptr = std::unique_ptr<X509, X509Deleter>;
+
+std::string ToPem(const std::function<int(BIO*)>& write) {
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new(BIO_s_mem()));
+  if (!bio || write(bio.get()) != 1) return "";
+  char* data = nullptr;
+  long len = BIO_get_mem_data(bio.get(), &data);
+  return std::string(data, static_cast<size_t>(len));
+}
+
+PkeyPtr ReadKeyPem(const std::string& pem) {
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return PkeyPtr(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
+}
+
+X509Ptr ReadCertPem(const std::string& pem) {
+  std::unique_ptr<BIO, BioDeleter> bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
+  return X509Ptr(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr));
+}
+
+bool AddExtension(X509* cert, X509* issuer, int nid, const char* value) {
+  X509V3_CTX ctx;
+  X509V3_set_ctx(&ctx, issuer, cert, nullptr, nullptr, 0);
+  X509_EXTENSION* ext = X509V3_EXT_conf_nid(nullptr, &ctx, nid, value);
+  if (ext == nullptr) return false;
+  bool ok = X509_add_ext(cert, ext, -1) == 1;
+  X509_EXTENSION_free(ext);
+  return ok;
+}
+
+// A certificate for `key` with CN=common_name and O=each organization, signed by the issuer
+// (self-signed when issuer is null). Returns the PEM, "" on failure.
+std::string MakeCertificate(EVP_PKEY* key, const std::string& common_name,
+                            const std::vector<std::string>& organizations, bool is_ca,
+                            X509* issuer, EVP_PKEY* issuer_key) {
+  static std::atomic<long> serial{1};
+  X509Ptr cert(X509_new());
+  if (!cert) return "";
+  X509_set_version(cert.get(), 2);
+  ASN1_INTEGER_set(X509_get_serialNumber(cert.get()), serial++);
+  X509_gmtime_adj(X509_getm_notBefore(cert.get()), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert.get()), 7L * 24 * 3600);
+  X509_set_pubkey(cert.get(), key);
+  X509_NAME* name = X509_get_subject_name(cert.get());
+  for (const auto& o : organizations) {
+    X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8,
+                               reinterpret_cast<const unsigned char*>(o.c_str()), -1, -1, 0);
+  }
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
+                             reinterpret_cast<const unsigned char*>(common_name.c_str()), -1, -1,
+                             0);
+  X509_set_issuer_name(cert.get(), issuer != nullptr ? X509_get_subject_name(issuer) : name);
+  X509* signer = issuer != nullptr ? issuer : cert.get();
+  bool ok = is_ca ? AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:TRUE") &&
+                        AddExtension(cert.get(), signer, NID_key_usage,
+                                     "critical,keyCertSign,cRLSign,digitalSignature")
+                  : AddExtension(cert.get(), signer, NID_basic_constraints, "critical,CA:FALSE") &&
+                        AddExtension(cert.get(), signer, NID_key_usage,
+                                     "critical,digitalSignature,keyEncipherment") &&
+                        AddExtension(cert.get(), signer, NID_ext_key_usage, "clientAuth");
+  if (!ok) return "";
+  if (X509_sign(cert.get(), issuer_key != nullptr ? issuer_key : key, EVP_sha256()) == 0) {
+    return "";
+  }
+  return ToPem([&](BIO* b) { return PEM_write_bio_X509(b, cert.get()); });
+}
+
+std::string KeyToPem(EVP_PKEY* key) {
+  return ToPem([&](BIO* b) {
+    return PEM_write_bio_PrivateKey(b, key, nullptr, nullptr, 0, nullptr, nullptr);
+  });
+}
+
+// Directories of earlier runs whose test process died before it could clean up.
+void RemoveAbandonedDirs() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("petrel-envtest-", 0) != 0) continue;
+    std::ifstream in(entry.path() / "owner.pid");
+    long pid = 0;
+    if (!(in >> pid) || pid <= 0) continue;
+    if (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH) {
+      fs::remove_all(entry.path(), ec);
+    }
+  }
+}
 
 std::string RandomHex(size_t bytes) {
   std::vector<unsigned char> buf(bytes);
@@ -233,9 +327,11 @@ Envtest::~Envtest() { Stop(); }
 
 Status Envtest::Start(const EnvtestOptions& options) {
   PETREL_ASSIGN_OR_RETURN(assets_, FindAssets());
+  RemoveAbandonedDirs();
   char tmpl[] = "/tmp/petrel-envtest-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return InternalError("envtest: mkdtemp failed");
   dir_ = tmpl;
+  PETREL_RETURN_IF_ERROR(WriteFile(dir_ + "/owner.pid", std::to_string(::getpid()) + "\n"));
   std::fprintf(stderr, "envtest: starting etcd and kube-apiserver in %s\n", dir_.c_str());
 
   users_.push_back({EnvtestUser{"admin", {"system:masters"}}, RandomHex(16)});
@@ -248,6 +344,15 @@ Status Envtest::Start(const EnvtestOptions& options) {
   }
   PETREL_RETURN_IF_ERROR(WriteFile(dir_ + "/tokens.csv", tokens));
   PETREL_RETURN_IF_ERROR(GenerateServiceAccountKeys(dir_ + "/sa.key", dir_ + "/sa.pub"));
+  // A CA for client certificates, so certificate authentication is testable too.
+  PkeyPtr ca_key(EVP_RSA_gen(2048));
+  if (!ca_key) return InternalError("envtest: RSA key generation failed");
+  client_ca_key_pem_ = KeyToPem(ca_key.get());
+  client_ca_pem_ = MakeCertificate(ca_key.get(), "envtest-client-ca", {}, true, nullptr, nullptr);
+  if (client_ca_pem_.empty() || client_ca_key_pem_.empty()) {
+    return InternalError("envtest: cannot make the client CA");
+  }
+  PETREL_RETURN_IF_ERROR(WriteFile(dir_ + "/client-ca.crt", client_ca_pem_));
 
   // Ports are picked then bound by the children; a lost race is retried with new ports.
   Status s;
@@ -271,6 +376,7 @@ Status Envtest::Start(const EnvtestOptions& options) {
         "--allow-privileged=true",
         "--authorization-mode=RBAC",
         "--token-auth-file=" + dir_ + "/tokens.csv",
+        "--client-ca-file=" + dir_ + "/client-ca.crt",
         "--service-account-issuer=https://kubernetes.default.svc",
         "--service-account-key-file=" + dir_ + "/sa.pub",
         "--service-account-signing-key-file=" + dir_ + "/sa.key",
@@ -342,7 +448,8 @@ Status Envtest::WaitApiServerReady() {
     // The server writes its self-signed certificate before it serves.
     if (!client_ && fs::exists(cert)) {
       kubeconfig_path_ = dir_ + "/admin.kubeconfig";
-      PETREL_RETURN_IF_ERROR(WriteKubeconfig(kubeconfig_path_, "admin", users_[0].second));
+      PETREL_RETURN_IF_ERROR(WriteKubeconfig(kubeconfig_path_, "admin",
+                                             "    token: " + users_[0].second + "\n"));
       auto config = LoadKubeconfigFiles({kubeconfig_path_});
       if (!config.ok()) return config.status().Annotate("envtest: own kubeconfig");
       HttpKubeClientOptions o;
@@ -370,8 +477,26 @@ Status Envtest::WaitApiServerReady() {
                           Tail(dir_ + "/kube-apiserver.log"));
 }
 
+Result<std::string> Envtest::KubeconfigWithClientCert(const std::string& user,
+                                                      const std::vector<std::string>& groups) {
+  PkeyPtr ca_key = ReadKeyPem(client_ca_key_pem_);
+  X509Ptr ca = ReadCertPem(client_ca_pem_);
+  PkeyPtr key(EVP_RSA_gen(2048));
+  if (!ca_key || !ca || !key) return InternalError("envtest: client CA unusable");
+  std::string cert = MakeCertificate(key.get(), user, groups, false, ca.get(), ca_key.get());
+  if (cert.empty()) return InternalError("envtest: cannot sign a client certificate");
+  std::string base = dir_ + "/" + user + "-cert";
+  PETREL_RETURN_IF_ERROR(WriteFile(base + ".crt", cert));
+  PETREL_RETURN_IF_ERROR(WriteFile(base + ".key", KeyToPem(key.get())));
+  std::string path = base + ".kubeconfig";
+  PETREL_RETURN_IF_ERROR(WriteKubeconfig(path, user,
+                                         "    client-certificate: " + base + ".crt\n"
+                                         "    client-key: " + base + ".key\n"));
+  return path;
+}
+
 Status Envtest::WriteKubeconfig(const std::string& path, const std::string& user,
-                                const std::string& token) {
+                                const std::string& credentials) {
   std::string yaml =
       "apiVersion: v1\n"
       "kind: Config\n"
@@ -382,8 +507,7 @@ Status Envtest::WriteKubeconfig(const std::string& path, const std::string& user
       "    certificate-authority: " + dir_ + "/certs/apiserver.crt\n"
       "users:\n"
       "- name: " + user + "\n"
-      "  user:\n"
-      "    token: " + token + "\n"
+      "  user:\n" + credentials +
       "contexts:\n"
       "- name: envtest\n"
       "  context:\n"
@@ -412,7 +536,7 @@ Result<std::string> Envtest::TokenFor(const std::string& user) const {
 Result<std::string> Envtest::KubeconfigFor(const std::string& user) {
   PETREL_ASSIGN_OR_RETURN(std::string token, TokenFor(user));
   std::string path = dir_ + "/" + user + ".kubeconfig";
-  PETREL_RETURN_IF_ERROR(WriteKubeconfig(path, user, token));
+  PETREL_RETURN_IF_ERROR(WriteKubeconfig(path, user, "    token: " + token + "\n"));
   return path;
 }
 

@@ -70,6 +70,12 @@ class Envtest {
   const std::string& KubeconfigPath() const { return kubeconfig_path_; }
   // A kubeconfig file for a configured user (written on first request).
   Result<std::string> KubeconfigFor(const std::string& user);
+  // A kubeconfig that authenticates with a fresh client certificate (CN=user, O=groups) signed
+  // by the server's client CA; certificate and key are files next to it.
+  Result<std::string> KubeconfigWithClientCert(const std::string& user,
+                                               const std::vector<std::string>& groups);
+  // PEM of a CA the server does not trust for serving (handy to test CA verification).
+  const std::string& UntrustedCaPem() const { return client_ca_pem_; }
   const std::string& ServerUrl() const { return server_url_; }
   const std::string& EtcdUrl() const { return etcd_url_; }
   const std::string& AssetsDir() const { return assets_; }
@@ -100,8 +106,9 @@ class Envtest {
   Status StartEtcd();
   Status StartApiServer();
   Status WaitApiServerReady();
+  // `credentials`: the indented YAML lines of the user entry.
   Status WriteKubeconfig(const std::string& path, const std::string& user,
-                         const std::string& token);
+                         const std::string& credentials);
 
   std::string assets_;
   std::string dir_;
@@ -113,6 +120,8 @@ class Envtest {
   std::vector<std::string> apiserver_args_;
   std::vector<std::pair<EnvtestUser, std::string>> users_;  // with tokens; admin first
   std::string kubeconfig_path_;
+  std::string client_ca_pem_;
+  std::string client_ca_key_pem_;
   std::unique_ptr<HttpKubeClient> client_;
   std::unique_ptr<HttpKubeClient> probe_client_;  // short timeouts, no retries: for /readyz
 };
