@@ -153,6 +153,8 @@ class PodWorker {
     int probe_successes = 0;
     int probe_failures = 0;
     SteadyTime next_probe{};
+    int liveness_failures = 0;
+    SteadyTime next_liveness{};
     bool done = false;  // exited and will not be restarted
   };
 
@@ -328,6 +330,8 @@ bool PodWorker::StartContainer(Container& c) {
   c.ready = false;
   c.probe_successes = c.probe_failures = 0;
   c.next_probe = c.started + c.plan.readiness.initial_delay;
+  c.liveness_failures = 0;
+  c.next_liveness = c.started + c.plan.liveness.initial_delay + c.plan.liveness.period;
   LogLine("container " + c.plan.name + " started (pid " + std::to_string(c.process->pid()) +
           ") on " + pod_ip_);
   return true;
@@ -517,6 +521,20 @@ void PodWorker::Supervise(const PodPlan& plan) {
         continue;
       }
       any_started = true;
+      if (c.plan.liveness.kind != ProbePlan::Kind::kNone && now >= c.next_liveness) {
+        c.next_liveness = now + c.plan.liveness.period;
+        if (ProbeOnce(c.plan.liveness, c.plan.liveness.timeout)) {
+          c.liveness_failures = 0;
+        } else if (++c.liveness_failures >= c.plan.liveness.failure_threshold) {
+          // As the kubelet does: stop it (SIGTERM, grace, SIGKILL); the exit is then handled
+          // like any other and the restart policy applies.
+          LogLine("container " + c.plan.name + " failed its liveness probe " +
+                  std::to_string(c.liveness_failures) + " times; restarting it");
+          c.ready = false;
+          c.process->Terminate(std::min(plan.grace_period, options_.max_grace_period));
+          continue;  // the next turn sees the exit
+        }
+      }
       if (now >= c.next_probe) {
         c.next_probe = now + options_.probe_period;
         bool ok = ProbeOnce(c.plan.readiness, std::chrono::milliseconds(1000));

@@ -19,7 +19,8 @@
 //   containerStatuses (state, restartCount, ready), conditions PodScheduled, Initialized,
 //   ContainersReady and Ready. Readiness comes from the readinessProbe (httpGet or tcpSocket
 //   on the pod IP), polled every `probe_period`; a container without one is ready once
-//   running.
+//   running. A livenessProbe (httpGet or tcpSocket, every periodSeconds) failing
+//   failureThreshold times in a row stops the container (SIGTERM, grace, SIGKILL).
 // - Restarts exited containers per restartPolicy with exponential backoff.
 // - On Pod deletion: SIGTERM to each container's main process, up to the grace period
 //   (deletionGracePeriodSeconds, else terminationGracePeriodSeconds, default 30, capped at

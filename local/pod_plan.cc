@@ -59,6 +59,8 @@ Result<ProbePlan> PlanProbe(const Json& probe, const Json& container, const PodE
   ProbePlan plan;
   if (!probe.is_object()) return plan;
   plan.initial_delay = std::chrono::seconds(probe.value("initialDelaySeconds", 0));
+  plan.period = std::chrono::seconds(std::max(1, probe.value("periodSeconds", 10)));
+  plan.timeout = std::chrono::seconds(std::max(1, probe.value("timeoutSeconds", 1)));
   plan.failure_threshold = std::max(1, probe.value("failureThreshold", 3));
   plan.success_threshold = std::max(1, probe.value("successThreshold", 1));
   plan.host = env.pod_ip;
@@ -180,6 +182,9 @@ Result<ContainerPlan> PlanContainer(const Json& pod, const Json& container,
   PETREL_ASSIGN_OR_RETURN(plan.readiness,
                           PlanProbe(container.value("readinessProbe", Json()), container, env,
                                     where + ".readinessProbe"));
+  PETREL_ASSIGN_OR_RETURN(plan.liveness,
+                          PlanProbe(container.value("livenessProbe", Json()), container, env,
+                                    where + ".livenessProbe"));
   return plan;
 }
 

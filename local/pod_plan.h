@@ -44,6 +44,8 @@ struct ProbePlan {
   uint16_t port = 0;
   std::string path = "/";
   std::chrono::seconds initial_delay{0};
+  std::chrono::seconds period{10};   // liveness only: readiness is polled every ~1 s
+  std::chrono::seconds timeout{1};
   int failure_threshold = 3;
   int success_threshold = 1;
 };
@@ -55,6 +57,7 @@ struct ContainerPlan {
   std::vector<std::pair<std::string, std::string>> env;  // in order, later wins
   std::string working_dir;        // "" = the pod's own directory
   ProbePlan readiness;
+  ProbePlan liveness;  // failing failureThreshold times in a row restarts the container
 };
 
 struct PodPlan {

@@ -157,6 +157,19 @@ TEST_F(NodeAgentTest, CrashedContainersRestartWithBackoff) {
   EXPECT_FALSE(Ready("crashy"));
 }
 
+TEST_F(NodeAgentTest, FailingLivenessProbeRestartsTheContainer) {
+  Json pod = ManagedPod("unhealthy", "exec sleep 1000");
+  pod["spec"]["terminationGracePeriodSeconds"] = 1;
+  // Nothing listens on port 1 of the pod's address.
+  pod["spec"]["containers"][0]["livenessProbe"] = {
+      {"tcpSocket", {{"port", 1}}}, {"periodSeconds", 1}, {"failureThreshold", 1}};
+  ASSERT_TRUE(store_->Create(resources::kPod, pod).ok());
+  ASSERT_TRUE(WaitFor([&] { return ContainerStatus("unhealthy").value("restartCount", 0) >= 1; }))
+      << PodOr("unhealthy").dump();
+  auto log = ReadFile(dir_.path() / "logs" / "default" / "unhealthy.log");
+  EXPECT_NE(log.value_or("").find("failed its liveness probe"), std::string::npos);
+}
+
 TEST_F(NodeAgentTest, PodsThatCompleteAreNotRestarted) {
   Json pod = ManagedPod("job", "exit 0");
   pod["spec"]["restartPolicy"] = "Never";

@@ -188,6 +188,14 @@ TEST(PlanPodTest, ReadinessProbes) {
   EXPECT_EQ(p.failure_threshold, 2);
   EXPECT_EQ(p.initial_delay, std::chrono::seconds(3));
 
+  container["livenessProbe"] = {{"httpGet", {{"path", "/healthz"}, {"port", 8000}}},
+                                {"periodSeconds", 10}, {"failureThreshold", 6}};
+  const ProbePlan live = PlanPod(Pod(container), Env())->containers[0].liveness;
+  EXPECT_EQ(live.kind, ProbePlan::Kind::kHttpGet);
+  EXPECT_EQ(live.period, std::chrono::seconds(10));
+  EXPECT_EQ(live.failure_threshold, 6);
+  container.erase("livenessProbe");
+
   container["readinessProbe"] = {{"tcpSocket", {{"port", 5432}}}};
   EXPECT_EQ(PlanPod(Pod(container), Env())->containers[0].readiness.kind,
             ProbePlan::Kind::kTcpSocket);
