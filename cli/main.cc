@@ -4,6 +4,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/controller_command.h"
+#include "cli/instance_command.h"
 #include "cli/local_command.h"
 #include "cli/version.h"
 
@@ -14,7 +16,8 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
-
+  petrel::AddControllerCommand(app);
+  petrel::AddInstanceCommand(app);
   petrel::AddLocalCommand(app);
 
   CLI11_PARSE(app, argc, argv);

@@ -7,6 +7,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "api/attachment.h"
+#include "api/cluster.h"
 #include "local/files.h"
 #include "local/store.h"
 
@@ -194,6 +195,9 @@ Result<std::vector<Manifest>> LoadManifests(const std::vector<fs::path>& paths) 
         }
         Status valid = Status::Ok();
         if (*type == resources::kPostgresAttachment) valid = ParseAttachment(object).status();
+        if (*type == resources::kPostgresCluster) {
+          valid = ParseClusterSpec(object.value("spec", Json::object())).status();
+        }
         if (!valid.ok()) {
           if (valid.causes().empty()) problem(file, index, "", valid.message());
           for (const StatusCause& c : valid.causes()) problem(file, index, c.field, c.message);
