@@ -86,6 +86,18 @@ TEST_F(LocalCommandTest, InvalidManifestNamesFileDocumentAndFieldAndStartsNothin
   EXPECT_FALSE(fs::exists(State()));
 }
 
+TEST_F(LocalCommandTest, InvalidClusterSpecIsReportedWithItsField) {
+  fs::path f = Write("db.yaml", R"(apiVersion: petrel.dev/v1alpha1
+kind: PostgresCluster
+metadata: {name: db}
+spec: {replicas: 0, image: "ghcr.io/petrel-dev/postgres:15.4", storage: {size: 1Gi}}
+)");
+  CommandRun r = RunToEnd({"local", "up", "-f", f.string(), "--state-dir", State()});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.output.find("db.yaml: document 1: spec.replicas"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(State()));
+}
+
 TEST_F(LocalCommandTest, YamlSyntaxErrorsGiveTheLine) {
   fs::path f = Write("syntax.yaml", "apiVersion: v1\nkind: [Secret\n");
   CommandRun r = RunToEnd({"local", "up", "-f", f.string(), "--state-dir", State()});
@@ -98,7 +110,7 @@ TEST_F(LocalCommandTest, MissingPostgresBinariesAreReportedBeforeStarting) {
   fs::path f = Write("db.yaml", R"(apiVersion: petrel.dev/v1alpha1
 kind: PostgresCluster
 metadata: {name: db}
-spec: {replicas: 1, image: "ghcr.io/petrel-dev/postgres:15.4"}
+spec: {replicas: 1, image: "ghcr.io/petrel-dev/postgres:15.4", storage: {size: 1Gi}}
 )");
   fs::path empty_root = dir_.path() / "no-postgres";
   fs::create_directories(empty_root);
