@@ -34,7 +34,9 @@ class LocalCommandTest : public ::testing::Test {
     SpawnSpec spec;
     spec.argv = {std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel"};
     spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()}};
+    // TMPDIR keeps the address-block locks inside this test's directory.
+    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()},
+                {"TMPDIR", dir_.path().string()}};
     spec.working_dir = dir_.path().string();
     spec.log_file = (dir_.path() / log).string();
     auto p = Process::Spawn(spec);
