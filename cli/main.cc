@@ -6,6 +6,7 @@
 
 #include "cli/controller_command.h"
 #include "cli/instance_command.h"
+#include "cli/local_command.h"
 #include "cli/version.h"
 
 int main(int argc, char** argv) {
@@ -17,6 +18,7 @@ int main(int argc, char** argv) {
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
   petrel::AddControllerCommand(app);
   petrel::AddInstanceCommand(app);
+  petrel::AddLocalCommand(app);
 
   CLI11_PARSE(app, argc, argv);
   return 0;
