@@ -1,9 +1,12 @@
 // The single `petrel` binary. Each subcommand lives with the component it runs; this file
 // only wires them into CLI11.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
+#include "cli/plugin_command.h"
 #include "cli/version.h"
 
 int main(int argc, char** argv) {
@@ -14,6 +17,12 @@ int main(int argc, char** argv) {
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
 
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  int exit_code = 0;
+  petrel::AddKubectlPluginCommands(app, &exit_code);
+
+  std::vector<std::string> args = petrel::PluginArguments(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args) arg_ptrs.push_back(a.data());
+  CLI11_PARSE(app, static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  return exit_code;
 }
