@@ -80,6 +80,12 @@ void RunController(const ControllerFlags& flags) {
     }
   }
 
+  if (flags.leader_elect) {
+    LeaderElectionConfig timings = le;
+    timings.namespace_ = timings.name = timings.identity = "-";
+    if (Status s = timings.Validate(); !s.ok()) Fail(s.message());
+  }
+
   Result<KubeConfig> config = LoadDefaultConfig(flags.kubeconfig, flags.context);
   if (!config.ok()) Fail("loading Kubernetes client configuration: " + config.status().ToString());
   Result<std::unique_ptr<HttpKubeClient>> client = HttpKubeClient::Create(*config);

@@ -6,6 +6,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "cli/controller_command.h"
+#include "cli/instance_command.h"
 #include "cli/plugin_command.h"
 #include "cli/version.h"
 
@@ -16,6 +18,8 @@ int main(int argc, char** argv) {
 
   auto* version = app.add_subcommand("version", "Print the version");
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
+  petrel::AddControllerCommand(app);
+  petrel::AddInstanceCommand(app);
 
   int exit_code = 0;
   petrel::AddKubectlPluginCommands(app, &exit_code);

@@ -413,6 +413,7 @@ struct CreateFlags {
   std::optional<int> replicas;
   std::optional<std::string> storage;
   std::optional<std::string> image;
+  std::optional<int> postgres_version;
   bool dry_run = false;
 };
 
@@ -448,6 +449,7 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   request.replicas = flags.replicas;
   request.storage = flags.storage;
   request.image = flags.image;
+  request.postgres_version = flags.postgres_version;
   PETREL_ASSIGN_OR_RETURN(Json object, plugin::BuildClusterFromPreset(request));
   if (flags.dry_run) {
     auto format = s.format == OutputFormat::kTable ? OutputFormat::kYaml : s.format;
@@ -593,6 +595,8 @@ void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
   create->add_option("--replicas", create_flags->replicas, "Instances (default from the preset)");
   create->add_option("--storage", create_flags->storage, "Volume size per instance, e.g. 10Gi");
   create->add_option("--image", create_flags->image, "Instance image");
+  create->add_option("--postgres-version", create_flags->postgres_version,
+                     "Postgres major version, when the image tag does not start with it");
   create->add_flag("--dry-run", create_flags->dry_run, "Print the manifest instead of creating it");
   create->callback([run, cluster, create_flags] {
     run([&](Session& s) { return RunCreate(s, *cluster, *create_flags); });

@@ -372,6 +372,9 @@ void SharedInformer::Run() {
         spdlog::info("watch {} from resourceVersion {} is too old; relisting",
                      options_.type.GroupResource(), LastResourceVersion());
         need_list = true;
+        // Gone straight after a list, with no event in between, would otherwise loop on full
+        // lists as fast as the server answers.
+        if (!received) SleepUnlessStopped(backoff());
         break;
       case WatchEnd::kReconnect:
         // A watch that delivered events ended normally (server timeout); reconnect at once.

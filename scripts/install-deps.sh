@@ -9,6 +9,7 @@ packages=(
   libspdlog-dev libfmt-dev libgtest-dev libgmock-dev googletest libcli11-dev
   postgresql-15 postgresql-client-15 postgresql-contrib
   etcd-server golang-go rsync jq curl procps iproute2 util-linux
+  golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
 
 )
 # Node.js is only for the node-postgres client tests; keep a Node that is already there

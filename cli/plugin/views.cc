@@ -7,6 +7,7 @@
 #include <set>
 
 #include "api/attachment.h"
+#include "api/cluster.h"
 
 namespace petrel::plugin {
 namespace {
@@ -598,7 +599,10 @@ Result<Json> BuildClusterFromPreset(const CreateRequest& request) {
     spec["storage"] = {{"size", storage}, {"reclaimPolicy", "Delete"}};
     spec["enablePDB"] = false;
   }
+  if (request.postgres_version) spec["postgresVersion"] = *request.postgres_version;
   spec["bootstrap"] = {{"initdb", {{"database", "app"}}}};
+  auto parsed = ParseClusterSpec(spec);
+  if (!parsed.ok()) return parsed.status();
   return Json{{"apiVersion", resources::kPostgresCluster.ApiVersion()},
               {"kind", resources::kPostgresCluster.kind},
               {"metadata", {{"name", request.cluster.name}, {"namespace", request.cluster.namespace_}}},

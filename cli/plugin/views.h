@@ -127,13 +127,15 @@ struct CreateRequest {
   std::optional<int> replicas;      // preset default when absent
   std::optional<std::string> storage;
   std::optional<std::string> image;
+  std::optional<int> postgres_version;  // needed when the image tag does not start with it
 };
 
 // A PostgresCluster manifest from a Fly-style preset:
 //  development: 1 instance, 1Gi, 250m CPU / 256Mi, volumes deleted with the cluster, no PDB.
 //  production: 3 instances, 10Gi, 1 CPU / 2Gi, synchronous replication (ANY 1, required),
 //              volumes retained, PodDisruptionBudgets.
-// Invalid (every problem listed) for a bad name, replica count, storage size or image.
+// Invalid (every problem listed) for a bad name, replica count, storage size or image; the
+// result is then checked by api/cluster.h's ParseClusterSpec, as the controller will check it.
 Result<Json> BuildClusterFromPreset(const CreateRequest& request);
 
 // ---- connect ---------------------------------------------------------------------------------

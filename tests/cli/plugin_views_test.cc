@@ -302,7 +302,16 @@ INSTANTIATE_TEST_SUITE_P(
         BadCreate{{{"ns", "db"}, Preset::kDevelopment, 65, {}, {}}, "between 1 and 64"},
         BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, "ten gigs", {}},
                   "write it like 10Gi"},
-        BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, {}, ""}, "--image"}));
+        BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, {}, ""}, "--image"},
+        BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, {}, "registry.local/pg:latest"},
+                  "cannot tell the Postgres major version"}));
+
+TEST(BuildClusterFromPreset, PostgresVersionFlagCoversImagesWithoutAVersionTag) {
+  CreateRequest r{{"ns", "db"}, Preset::kDevelopment, {}, {}, "registry.local/pg:latest", 16};
+  auto obj = BuildClusterFromPreset(r);
+  ASSERT_TRUE(obj.ok()) << obj.status().ToString();
+  EXPECT_EQ((*obj)["spec"]["postgresVersion"], 16);
+}
 
 TEST(ParsePreset, NamesTheChoices) {
   EXPECT_EQ(*ParsePreset("production"), Preset::kProduction);

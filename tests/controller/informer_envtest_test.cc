@@ -59,7 +59,13 @@ class PartitionableClient : public KubeClient {
                                              const WatchOptions& o) override {
     if (partitioned_) return UnavailableError("partitioned");
     PETREL_ASSIGN_OR_RETURN(auto stream, inner_.Watch(t, ns, o));
-    return std::unique_ptr<WatchStream>(new Stream(this, std::move(stream)));
+    auto wrapped = std::make_unique<Stream>(this, std::move(stream));
+    if (partitioned_) wrapped->inner->Cancel();  // partitioned while this watch was opening
+    return std::unique_ptr<WatchStream>(std::move(wrapped));
+  }
+  bool HasOpenWatch() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return !open_.empty();
   }
 
   void Partition() {
@@ -167,6 +173,7 @@ TEST_F(InformerEnvtest, RelistAfterGoneRemovesObjectsDeletedDuringTheGap) {
                                         }});
   informer.Start();
   ASSERT_TRUE(informer.WaitForSync(30s));
+  ASSERT_TRUE(WaitUntil([&] { return partitionable.HasOpenWatch(); }));
   std::string resume_from = informer.LastResourceVersion();
 
   partitionable.Partition();

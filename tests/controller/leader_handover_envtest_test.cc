@@ -87,16 +87,20 @@ class ControllerProcess {
   bool started() const { return pid_ > 0; }
   const std::string& name() const { return name_; }
 
-  // The leader gauge from /metrics: 1, 0, or -1 when unreachable.
-  int LeaderGauge() const {
+  // The /metrics text, or "" when unreachable.
+  std::string Metrics() const {
     HttpCallOptions o;
     o.timeout = 2s;
     auto r = HttpCall("GET", "http://127.0.0.1:" + std::to_string(port_) + "/metrics", "", o);
-    if (!r.ok() || r->status != 200) return -1;
+    return r.ok() && r->status == 200 ? r->body : "";
+  }
+  // The leader gauge from /metrics: 1, 0, or -1 when unreachable.
+  int LeaderGauge() const {
+    std::string body = Metrics();
     std::string needle = std::string("leader_election_master_status{name=\"") + kLeaseName + "\"} ";
-    auto at = r->body.find(needle);
+    auto at = body.find(needle);
     if (at == std::string::npos) return -1;
-    return r->body[at + needle.size()] == '1' ? 1 : 0;
+    return body[at + needle.size()] == '1' ? 1 : 0;
   }
 
   void Signal(int sig) const { kill(pid_, sig); }
@@ -173,6 +177,10 @@ TEST_F(LeaderHandoverEnvtest, ExactlyOneLeadsKillHandsOverAfterExpiryTermHandsOv
   ControllerProcess& leader = a.LeaderGauge() == 1 ? a : b;
   ControllerProcess& standby = &leader == &a ? b : a;
   const std::string first_holder = Holder();
+  // API requests are counted through the client's observer (the lease GETs at least).
+  EXPECT_NE(leader.Metrics().find("rest_client_requests_total{verb=\"get\",code=\"200\"}"),
+            std::string::npos)
+      << leader.Metrics();
 
   // SIGKILL: no release, so the standby must wait for the lease to expire, then take over.
   leader.Signal(SIGKILL);
@@ -198,6 +206,65 @@ TEST_F(LeaderHandoverEnvtest, ExactlyOneLeadsKillHandsOverAfterExpiryTermHandsOv
   int status = standby.WaitExit(30s);
   ASSERT_NE(status, -1) << "SIGTERM did not stop the controller\n" << Logs(all);
   EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << Logs(all);
+}
+
+}  // namespace
+}  // namespace petrel
+
+namespace petrel {
+namespace {
+
+struct CommandResult {
+  int exit_code;
+  std::string output;
+};
+
+CommandResult RunPetrel(const std::string& args) {
+  const char* binary = std::getenv("PETREL_BINARY");
+  std::string cmd = std::string(binary ? binary : "petrel") + " " + args + " 2>&1";
+  CommandResult r{-1, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  if (p == nullptr) return r;
+  char buf[512];
+  while (fgets(buf, sizeof buf, p)) r.output += buf;
+  int status = pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(ControllerCommandTest, BadSettingsExitNonZeroWithAMessageSayingWhatToFix) {
+  CommandResult r = RunPetrel("controller --lease-duration=soon --kubeconfig=/nonexistent");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("--lease-duration \"soon\" is not a duration"), std::string::npos)
+      << r.output;
+
+  r = RunPetrel("controller --renew-deadline=20s --kubeconfig=/nonexistent");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("lease-duration > renew-deadline > retry-period"), std::string::npos)
+      << r.output;
+
+  r = RunPetrel("controller --kubeconfig=/nonexistent/kubeconfig");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.output.find("/nonexistent/kubeconfig"), std::string::npos) << r.output;
+
+  r = RunPetrel("controller --log-format=xml");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("xml"), std::string::npos) << r.output;
+}
+
+TEST(ControllerCommandTest, JsonLogsAreOneValidObjectPerLine) {
+  CommandResult r = RunPetrel("controller --log-format=json --kubeconfig=/nonexistent/\\\"quoted\\\"");
+  EXPECT_EQ(r.exit_code, 1);
+  std::istringstream lines(r.output);
+  std::string line;
+  int parsed = 0;
+  while (std::getline(lines, line)) {
+    Json j = Json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << "not JSON: " << line;
+    EXPECT_TRUE(j.contains("msg") && j.contains("level") && j.contains("ts"));
+    ++parsed;
+  }
+  EXPECT_GE(parsed, 1);
 }
 
 }  // namespace

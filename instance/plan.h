@@ -1,0 +1,61 @@
+// The instance's decision logic, kept pure: given what was observed about the local Postgres
+// and the desired InstanceSpec, choose the single next action. The converge loop observes,
+// calls PlanInstanceAction, executes the action, and repeats (level-triggered: a restart of
+// `petrel instance` at any point just observes again and carries on).
+//
+// CheckSpecTransition decides whether a newly PUT spec can be accepted at all (409 if not).
+//
+// Thread-safety: pure functions on values.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "api/instance.h"
+#include "core/status.h"
+
+namespace petrel {
+
+// What the converge loop saw on one pass. Every field is a plain fact; no decisions.
+struct ObservedInstance {
+  bool has_spec = false;          // a spec was accepted (PUT or loaded from the volume)
+  bool has_data = false;          // PGDATA holds a data directory (PG_VERSION)
+  bool standby_signal = false;    // PGDATA/standby.signal exists
+  bool postgres_running = false;  // the supervised postgres process is alive
+  bool accepting = false;         // the admin connection answered
+  InstanceRole sql_role = InstanceRole::kNone;  // pg_is_in_recovery(), when accepting
+  bool config_current = false;    // petrel.conf, pg_hba.conf and the include match the spec
+  bool in_restart_backoff = false;  // postgres exited unexpectedly and the backoff runs
+  bool slots_current = true;      // primary: physical slots match spec.replication_slots
+  bool diverged = false;          // replica: cannot follow its primary's timeline
+  bool rewind_failed = false;     // the last pg_rewind failed: re-clone instead
+};
+
+enum class ActionKind {
+  kNone,         // in sync with the spec
+  kWait,         // nothing can be done now (reason says why); observe again later
+  kInitdb,       // create a new cluster, then start it as primary
+  kClone,        // pg_basebackup from spec.primary, then start as replica
+  kWriteConfig,  // rewrite petrel.conf / pg_hba.conf; reload if running
+  kStart,        // start postgres
+  kStop,         // fast shutdown (fence, or before a rewind)
+  kPromote,      // pg_promote()
+  kRewind,       // pg_rewind from spec.primary, write standby.signal
+  kReclone,      // move PGDATA aside (kept, renamed) and clone again
+  kSyncSlots,    // create missing / drop inactive unlisted physical slots
+};
+const char* ActionName(ActionKind kind);
+
+struct InstanceAction {
+  ActionKind kind = ActionKind::kNone;
+  std::string reason;  // human-readable, ends up in status.message
+};
+
+InstanceAction PlanInstanceAction(const ObservedInstance& observed, const InstanceSpec& spec);
+
+// Whether `next` may replace `current` (the accepted spec, if any) given whether the volume
+// holds data. Returns a Conflict status whose message says why when it may not.
+Status CheckSpecTransition(const std::optional<InstanceSpec>& current, bool has_data,
+                           const InstanceSpec& next);
+
+}  // namespace petrel

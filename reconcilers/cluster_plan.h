@@ -1,0 +1,119 @@
+// The pure half of the PostgresCluster reconciler: given everything observed about one cluster
+// (the object, its Pods, PVCs, Services, Secrets, PDBs and what each instance reports), compute
+// the next step — objects to create, patch or delete, InstanceSpecs to PUT, the status to
+// publish and the events to record. No I/O, no clock, no randomness: the same observation
+// always gives the same plan, which is what makes every step resumable after a crash (progress
+// is derived from the observation and the published status, never from memory) and what the
+// table-driven tests in tests/reconcilers/cluster_plan_test.cc pin down.
+//
+// What the plan converges (names and labels: ARCHITECTURE.md):
+// - members: status.instanceNames plus any labelled Pod; scale up adds new serials (never one
+//   a PVC still holds), scale down removes the highest-serial members that are neither the
+//   primary nor a switchover target.
+// - per member a PVC and a Pod `<cluster>-<serial>`; the `petrel.dev/role` label follows
+//   status.currentPrimary; PVCs grow, never shrink.
+// - Services -rw/-ro/-r and one per member; Secrets created once; PodDisruptionBudgets.
+// - rolling updates of image/resources: replicas one at a time (highest serial first, each
+//   only when every member is ready), then a switchover (or a restart) of the primary.
+// - a switchover: status.targetPrimary names the target; the old primary is fenced; once it
+//   has stopped and the target has replayed its last WAL, status.currentPrimary moves, the
+//   target is promoted and the old primary rejoins as a replica.
+// - changes it cannot make safely (storage shrink, storage class change, major version
+//   change, an invalid spec) are refused: a Degraded condition and a Warning event saying what
+//   to do, and no other change.
+//
+// Thread-safety: pure functions on values.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "api/cluster.h"
+#include "api/instance.h"
+#include "controller/event_recorder.h"
+#include "core/object.h"
+#include "core/status.h"
+#include "core/types.h"
+
+namespace petrel {
+
+// Label keys and values shared by every object the cluster reconciler manages.
+inline constexpr const char* kClusterLabel = "petrel.dev/cluster";
+inline constexpr const char* kInstanceLabel = "petrel.dev/instance";
+inline constexpr const char* kRoleLabel = "petrel.dev/role";
+inline constexpr const char* kManagedByLabel = "app.kubernetes.io/managed-by";
+inline constexpr const char* kPodSpecHashAnnotation = "petrel.dev/pod-spec-hash";
+
+// Everything observed about one cluster, gathered once per reconcile.
+struct ClusterObservation {
+  Json cluster;                          // the PostgresCluster (metadata, spec, status)
+  std::vector<Json> pods;                // Pods labelled petrel.dev/cluster=<name>
+  std::vector<Json> pvcs;                // PVCs labelled petrel.dev/cluster=<name>
+  std::map<std::string, Json> services;  // existing Services the cluster may own, by name
+  std::map<std::string, Json> secrets;   // existing cluster Secrets, by name
+  std::map<std::string, Json> pdbs;      // existing PodDisruptionBudgets, by name
+  // What each Pod's instance reported (by Pod name); a Pod absent here was not asked.
+  std::map<std::string, Result<InstanceStatus>> instances;
+  std::string now;  // RFC 3339, for condition transition times
+};
+
+enum class ObjectOp { kCreate, kMergePatch, kDelete };
+
+struct ObjectAction {
+  ObjectOp op;
+  const ResourceType* type;
+  ObjectKey key;
+  Json body;                // the object to create, or the merge patch
+  std::string description;  // "create Pod db-2", for logs
+};
+
+// A Secret to create once. The executor adds the generated password under `password`
+// (stringData) so that the plan stays deterministic and the secret never passes through it.
+struct SecretToCreate {
+  Json object;
+};
+
+struct SpecPut {
+  std::string pod;
+  InstanceSpec spec;
+};
+
+struct PlannedEvent {
+  EventType type;
+  std::string reason;  // UpperCamelCase
+  std::string action;
+  std::string note;
+  bool operator==(const PlannedEvent&) const = default;
+};
+
+struct ClusterPlan {
+  std::vector<SecretToCreate> secrets;
+  std::vector<ObjectAction> actions;  // executed in order
+  // The status to publish; nullopt when it equals the observed status (no write).
+  std::optional<PostgresClusterStatus> status;
+  std::vector<SpecPut> spec_puts;  // after the status write
+  std::vector<PlannedEvent> events;
+  std::chrono::milliseconds requeue_after{0};  // 0 = nothing to poll for
+
+  bool Empty() const { return secrets.empty() && actions.empty() && !status && spec_puts.empty(); }
+};
+
+ClusterPlan PlanCluster(const ClusterObservation& observed);
+
+// Builders of desired objects, exposed for tests and for `petrel local`.
+std::string InstanceName(const std::string& cluster, int serial);
+// The serial of "<cluster>-<n>", or -1 when `name` is not an instance of `cluster`.
+int InstanceSerial(const std::string& cluster, const std::string& name);
+std::string SecretName(const std::string& cluster, const std::string& purpose);  // "superuser"...
+// synchronous_standby_names for `standbys` (instance names, which replicas use as their
+// application_name; each is double-quoted because instance names contain '-'), "" when
+// asynchronous: ANY 1 ("db-2", "db-3").
+std::string SynchronousStandbyNames(const std::optional<SynchronousSpec>& sync,
+                                    const std::vector<std::string>& standbys);
+// A stable content hash (FNV-1a, 16 hex digits) of an InstanceSpec ignoring `generation`.
+std::string InstanceSpecHash(const InstanceSpec& spec);
+
+}  // namespace petrel

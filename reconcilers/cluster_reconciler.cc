@@ -1,0 +1,173 @@
+#include "reconcilers/cluster_reconciler.h"
+
+#include <openssl/rand.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <set>
+
+namespace petrel {
+
+Result<std::string> RandomToken(size_t bytes) {
+  std::string raw(bytes, '\0');
+  if (RAND_bytes(reinterpret_cast<unsigned char*>(raw.data()), static_cast<int>(bytes)) != 1) {
+    return InternalError("OpenSSL's random generator failed; cannot create a secret");
+  }
+  static const char* kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (unsigned char c : raw) {
+    acc = (acc << 8) | c;
+    bits += 8;
+    while (bits >= 6) {
+      out += kAlphabet[(acc >> (bits - 6)) & 0x3F];
+      bits -= 6;
+    }
+  }
+  if (bits > 0) out += kAlphabet[(acc << (6 - bits)) & 0x3F];
+  return out;
+}
+
+const std::vector<const ResourceType*>& ClusterReconcilerWatchedTypes() {
+  static const std::vector<const ResourceType*> kTypes = {
+      &resources::kPostgresCluster, &resources::kPod,    &resources::kPersistentVolumeClaim,
+      &resources::kService,         &resources::kSecret, &resources::kPodDisruptionBudget};
+  return kTypes;
+}
+
+ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
+  ClusterObservation o;
+  o.cluster = cluster;
+  o.now = FormatRfc3339(deps_.clock.WallNow());
+  std::string name = meta::Name(cluster);
+  std::string ns = meta::Namespace(cluster);
+  LabelSelector selector = LabelSelector::FromMap({{kClusterLabel, name}});
+
+  for (const auto& p : deps_.reader.List(resources::kPod, ns, selector)) o.pods.push_back(*p);
+  // Members whose Pod lost its labels are still found by name (and relabelled), not
+  // re-created over an existing Pod.
+  const Json& recorded = cluster.contains("status") ? cluster["status"] : Json();
+  if (recorded.is_object() && recorded.contains("instanceNames") &&
+      recorded["instanceNames"].is_array()) {
+    for (const auto& n : recorded["instanceNames"]) {
+      if (!n.is_string()) continue;
+      bool seen = std::any_of(o.pods.begin(), o.pods.end(),
+                              [&](const Json& p) { return meta::Name(p) == n; });
+      if (seen) continue;
+      if (auto pod = deps_.reader.Get(resources::kPod, {ns, n.get<std::string>()})) {
+        o.pods.push_back(*pod);
+      }
+    }
+  }
+  for (const auto& p : deps_.reader.List(resources::kPersistentVolumeClaim, ns, selector)) {
+    o.pvcs.push_back(*p);
+  }
+  // Services by name as well as by label: a managed Service whose labels were edited away
+  // must still be found (and repaired), not re-created.
+  std::set<std::string> service_names = {name + "-rw", name + "-ro", name + "-r"};
+  for (const auto& p : o.pods) service_names.insert(meta::Name(p));
+  for (const auto& p : o.pvcs) service_names.insert(meta::Name(p));
+  const Json& status = cluster.contains("status") ? cluster["status"] : Json();
+  if (status.is_object() && status.contains("instanceNames") &&
+      status["instanceNames"].is_array()) {
+    for (const auto& n : status["instanceNames"]) {
+      if (n.is_string()) service_names.insert(n.get<std::string>());
+    }
+  }
+  for (const auto& s : deps_.reader.List(resources::kService, ns, selector)) {
+    o.services[meta::Name(*s)] = *s;
+  }
+  for (const auto& n : service_names) {
+    if (o.services.count(n)) continue;
+    if (auto s = deps_.reader.Get(resources::kService, {ns, n})) o.services[n] = *s;
+  }
+  for (const char* purpose : {"superuser", "replication", "petrel"}) {
+    std::string n = SecretName(name, purpose);
+    if (auto s = deps_.reader.Get(resources::kSecret, {ns, n})) o.secrets[n] = *s;
+  }
+  for (const std::string& n : {name, name + "-primary"}) {
+    if (auto s = deps_.reader.Get(resources::kPodDisruptionBudget, {ns, n})) o.pdbs[n] = *s;
+  }
+  for (const auto& pod : o.pods) {
+    if (meta::IsBeingDeleted(pod)) continue;
+    o.instances.emplace(meta::Name(pod), deps_.instances.GetStatus(pod));
+  }
+  return o;
+}
+
+Result<ReconcileResult> ClusterReconciler::Reconcile(const ObjectKey& key) {
+  ObjectPtr cluster = deps_.reader.Get(resources::kPostgresCluster, key);
+  if (!cluster) return ReconcileResult::Done();  // deleted: owner references clean up
+  ClusterObservation observed = Observe(*cluster);
+  ClusterPlan plan = PlanCluster(observed);
+  PETREL_RETURN_IF_ERROR(Execute(*cluster, plan));
+  if (plan.requeue_after.count() == 0) return ReconcileResult::Done();
+  return ReconcileResult::RequeueAfter(plan.requeue_after);
+}
+
+Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) {
+  std::string where = meta::Key(cluster).ToString();
+  for (const auto& s : plan.secrets) {
+    PETREL_ASSIGN_OR_RETURN(std::string password, deps_.generate_password());
+    Json secret = s.object;
+    secret["stringData"]["password"] = password;
+    auto created = deps_.client.Create(resources::kSecret, secret);
+    if (!created.ok() && created.status().code() != Code::kAlreadyExists) {
+      return created.status().Annotate("creating Secret " + meta::Name(s.object));
+    }
+    spdlog::info("{}: created Secret {}", where, meta::Name(s.object));
+  }
+  for (const auto& a : plan.actions) {
+    Status st;
+    switch (a.op) {
+      case ObjectOp::kCreate: {
+        auto r = deps_.client.Create(*a.type, a.body);
+        st = r.ok() || r.status().code() == Code::kAlreadyExists ? Status::Ok() : r.status();
+        break;
+      }
+      case ObjectOp::kMergePatch: {
+        auto r = deps_.client.Patch(*a.type, a.key, PatchType::kMerge, a.body);
+        st = r.ok() || r.status().code() == Code::kNotFound ? Status::Ok() : r.status();
+        break;
+      }
+      case ObjectOp::kDelete: {
+        Status d = deps_.client.Delete(*a.type, a.key);
+        st = d.ok() || d.code() == Code::kNotFound ? Status::Ok() : d;
+        break;
+      }
+    }
+    if (!st.ok()) return st.Annotate(where + ": " + a.description);
+    spdlog::info("{}: {}", where, a.description);
+  }
+  if (plan.status) {
+    Json updated = cluster;
+    updated["status"] = plan.status->ToJson();
+    auto r = deps_.client.UpdateStatus(resources::kPostgresCluster, updated);
+    if (!r.ok()) return r.status().Annotate(where + ": writing status");
+  }
+  bool put_failed = false;
+  for (const auto& put : plan.spec_puts) {
+    ObjectPtr pod = deps_.reader.Get(resources::kPod, {meta::Namespace(cluster), put.pod});
+    if (!pod) continue;
+    Status st = deps_.instances.PutSpec(*pod, put.spec);
+    if (!st.ok()) {
+      // The instance may still be starting; the next reconcile (soon: the plan requeues while
+      // instances are not ready) tries again.
+      spdlog::warn("{}: instance {} did not accept its spec: {}", where, put.pod, st.ToString());
+      put_failed = true;
+    }
+  }
+  for (const auto& e : plan.events)
+    deps_.events.Record(cluster, e.type, e.reason, e.action, e.note);
+  if (put_failed && plan.requeue_after.count() == 0) {
+    return UnavailableError("an instance did not accept its spec");
+  }
+  return Status::Ok();
+}
+
+std::unique_ptr<Reconciler> NewClusterReconciler(ClusterReconcilerDeps deps) {
+  return std::make_unique<ClusterReconciler>(std::move(deps));
+}
+
+}  // namespace petrel

@@ -1,0 +1,108 @@
+#include "reconcilers/http_instance_client.h"
+
+#include "net/http.h"
+#include "reconcilers/cluster_plan.h"
+
+namespace petrel {
+
+bool DecodeBase64(const std::string& in, std::string* out) {
+  auto value = [](char c) -> int {
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+' || c == '-') return 62;
+    if (c == '/' || c == '_') return 63;
+    return -1;
+  };
+  std::string result;
+  uint32_t acc = 0;
+  int bits = 0;
+  size_t i = 0;
+  for (; i < in.size() && in[i] != '='; ++i) {
+    int v = value(in[i]);
+    if (v < 0) return false;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      result += static_cast<char>((acc >> bits) & 0xFF);
+    }
+  }
+  for (; i < in.size(); ++i) {
+    if (in[i] != '=') return false;
+  }
+  *out = std::move(result);
+  return true;
+}
+
+HttpInstanceClient::HttpInstanceClient(const ObjectReader& reader,
+                                       std::chrono::milliseconds timeout, uint16_t api_port)
+    : reader_(reader), timeout_(timeout), api_port_(api_port) {}
+
+Result<std::string> HttpInstanceClient::BaseUrl(const Json& pod) const {
+  std::string ip;
+  if (pod.contains("status") && pod["status"].is_object()) {
+    ip = pod["status"].value("podIP", "");
+  }
+  if (ip.empty()) {
+    return UnavailableError("pod " + meta::Name(pod) +
+                            " has no IP yet (not scheduled or starting)");
+  }
+  if (ip.find(':') != std::string::npos) ip = "[" + ip + "]";
+  return "http://" + ip + ":" + std::to_string(api_port_);
+}
+
+namespace {
+
+Status FromHttp(const HttpResponse& r, const std::string& what) {
+  std::string message = r.body.substr(0, 512);
+  if (r.status >= 200 && r.status < 300) return Status::Ok();
+  if (r.status == 400) return InvalidError(what + " refused: " + message);
+  if (r.status == 401 || r.status == 403) {
+    return Status(Code::kUnauthorized, what + ": the instance rejected the API token");
+  }
+  if (r.status == 409) return ConflictError(what + " refused: " + message);
+  return UnavailableError(what + ": HTTP " + std::to_string(r.status) + " " + message);
+}
+
+}  // namespace
+
+Result<std::string> HttpInstanceClient::Token(const Json& pod) const {
+  std::string cluster = meta::Label(pod, kClusterLabel);
+  std::string name = SecretName(cluster, "petrel");
+  ObjectPtr secret = reader_.Get(resources::kSecret, {meta::Namespace(pod), name});
+  if (!secret) return UnavailableError("Secret " + name + " does not exist yet");
+  const Json& data = secret->contains("data") ? (*secret)["data"] : Json();
+  std::string token;
+  if (!data.is_object() || !data.contains("password") || !data["password"].is_string() ||
+      !DecodeBase64(data["password"].get<std::string>(), &token) || token.empty()) {
+    return InternalError("Secret " + name + " has no usable key \"password\"");
+  }
+  return token;
+}
+
+Result<InstanceStatus> HttpInstanceClient::GetStatus(const Json& pod) {
+  PETREL_ASSIGN_OR_RETURN(std::string base, BaseUrl(pod));
+  HttpCallOptions options;
+  options.timeout = timeout_;
+  PETREL_ASSIGN_OR_RETURN(HttpResponse r, HttpCall("GET", base + "/status", "", options));
+  std::string what = "GET /status of " + meta::Name(pod);
+  PETREL_RETURN_IF_ERROR(FromHttp(r, what));
+  Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return UnavailableError(what + ": the answer is not JSON");
+  return InstanceStatus::FromJson(body);
+}
+
+Status HttpInstanceClient::PutSpec(const Json& pod, const InstanceSpec& spec) {
+  PETREL_ASSIGN_OR_RETURN(std::string base, BaseUrl(pod));
+  PETREL_ASSIGN_OR_RETURN(std::string token, Token(pod));
+  HttpCallOptions options;
+  options.timeout = timeout_;
+  options.headers["Authorization"] = "Bearer " + token;
+  options.headers["Content-Type"] = "application/json";
+  PETREL_ASSIGN_OR_RETURN(HttpResponse r,
+                          HttpCall("PUT", base + "/spec", spec.ToJson().dump(), options));
+  return FromHttp(r, "PUT /spec to " + meta::Name(pod));
+}
+
+}  // namespace petrel

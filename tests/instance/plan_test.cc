@@ -1,0 +1,196 @@
+#include "instance/plan.h"
+
+#include <gtest/gtest.h>
+
+namespace petrel {
+namespace {
+
+InstanceSpec Primary() {
+  InstanceSpec s;
+  s.generation = 1;
+  s.role = InstanceRole::kPrimary;
+  s.bootstrap = BootstrapMethod::kInitdb;
+  return s;
+}
+
+InstanceSpec Replica() {
+  InstanceSpec s;
+  s.generation = 1;
+  s.role = InstanceRole::kReplica;
+  s.bootstrap = BootstrapMethod::kClone;
+  s.primary = Endpoint{"127.0.1.1", 5432};
+  s.slot_name = "db_2";
+  return s;
+}
+
+// A healthy running instance of the given role, to be modified per case.
+ObservedInstance Running(InstanceRole role) {
+  ObservedInstance o;
+  o.has_spec = o.has_data = o.postgres_running = o.accepting = o.config_current = true;
+  o.sql_role = role;
+  o.standby_signal = role == InstanceRole::kReplica;
+  return o;
+}
+
+struct PlanCase {
+  const char* name;
+  ObservedInstance observed;
+  InstanceSpec spec;
+  ActionKind want;
+};
+
+class PlanTest : public testing::TestWithParam<PlanCase> {};
+
+TEST_P(PlanTest, ChoosesTheNextAction) {
+  const PlanCase& c = GetParam();
+  InstanceAction a = PlanInstanceAction(c.observed, c.spec);
+  EXPECT_EQ(ActionName(a.kind), std::string(ActionName(c.want))) << a.reason;
+  EXPECT_FALSE(a.reason.empty());
+}
+
+PlanCase Case(const char* name, ObservedInstance o, InstanceSpec s, ActionKind want) {
+  return PlanCase{name, o, s, want};
+}
+
+ObservedInstance With(ObservedInstance o, void (*f)(ObservedInstance&)) {
+  f(o);
+  return o;
+}
+
+InstanceSpec WithSpec(InstanceSpec s, void (*f)(InstanceSpec&)) {
+  f(s);
+  return s;
+}
+
+ObservedInstance Empty() {
+  ObservedInstance o;
+  o.has_spec = true;
+  return o;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Table, PlanTest,
+    testing::Values(
+        Case("NoSpecWaits", ObservedInstance{}, InstanceSpec{}, ActionKind::kWait),
+        Case("EmptyVolumeInitdb", Empty(), Primary(), ActionKind::kInitdb),
+        Case("EmptyVolumeClone", Empty(), Replica(), ActionKind::kClone),
+        Case("EmptyVolumeReplicaInitdbWaits", Empty(),
+             WithSpec(Replica(), [](InstanceSpec& s) { s.bootstrap = BootstrapMethod::kInitdb; }),
+             ActionKind::kWait),
+        Case("EmptyVolumeBootstrapNoneWaits", Empty(),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.bootstrap = BootstrapMethod::kNone; }),
+             ActionKind::kWait),
+        Case("SnapshotNotSupportedWaits", Empty(),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.bootstrap = BootstrapMethod::kSnapshot; }),
+             ActionKind::kWait),
+        Case("InSyncPrimaryDoesNothing", Running(InstanceRole::kPrimary), Primary(),
+             ActionKind::kNone),
+        Case("InSyncReplicaDoesNothing", Running(InstanceRole::kReplica), Replica(),
+             ActionKind::kNone),
+        Case("StoppedStarts",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.postgres_running = o.accepting = false; }),
+             Primary(), ActionKind::kStart),
+        Case("CrashBackoffWaits",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) {
+                    o.postgres_running = o.accepting = false;
+                    o.in_restart_backoff = true;
+                  }),
+             Primary(), ActionKind::kWait),
+        Case("StartingWaitsForConnections",
+             With(Running(InstanceRole::kPrimary), [](ObservedInstance& o) { o.accepting = false; }),
+             Primary(), ActionKind::kWait),
+        Case("StaleConfigIsRewritten",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.config_current = false; }),
+             Primary(), ActionKind::kWriteConfig),
+        Case("ConfigBeforeStart",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) {
+                    o.config_current = o.postgres_running = o.accepting = false;
+                  }),
+             Primary(), ActionKind::kWriteConfig),
+        Case("ReplicaDesiredPrimaryPromotes", Running(InstanceRole::kReplica), Primary(),
+             ActionKind::kPromote),
+        Case("StoppedStandbyStartsBeforePromote",
+             With(Running(InstanceRole::kReplica),
+                  [](ObservedInstance& o) { o.postgres_running = o.accepting = false; }),
+             Primary(), ActionKind::kStart),
+        Case("RunningPrimaryToReplicaStopsFirst", Running(InstanceRole::kPrimary), Replica(),
+             ActionKind::kStop),
+        Case("StoppedOldPrimaryRewinds",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.postgres_running = o.accepting = false; }),
+             Replica(), ActionKind::kRewind),
+        Case("FailedRewindReclones",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) {
+                    o.postgres_running = o.accepting = false;
+                    o.rewind_failed = true;
+                  }),
+             Replica(), ActionKind::kReclone),
+        Case("DivergedReplicaStopsToRewind",
+             With(Running(InstanceRole::kReplica), [](ObservedInstance& o) { o.diverged = true; }),
+             Replica(), ActionKind::kStop),
+        Case("FencedRunningStops", Running(InstanceRole::kPrimary),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.fenced = true; }), ActionKind::kStop),
+        Case("FencedStoppedStaysStopped",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.postgres_running = o.accepting = false; }),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.fenced = true; }), ActionKind::kNone),
+        Case("FencedReplicaIsNotRewound",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.postgres_running = o.accepting = false; }),
+             WithSpec(Replica(), [](InstanceSpec& s) { s.fenced = true; }), ActionKind::kNone),
+        Case("PrimarySyncsSlots",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.slots_current = false; }),
+             Primary(), ActionKind::kSyncSlots),
+        Case("NoRoleDoesNotStart",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.postgres_running = o.accepting = false; }),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.role = InstanceRole::kNone; }),
+             ActionKind::kWait)),
+    [](const testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
+
+TEST(CheckSpecTransitionTest, AcceptsNewerAndIdenticalSpecs) {
+  InstanceSpec s = Primary();
+  EXPECT_TRUE(CheckSpecTransition(std::nullopt, false, s).ok());
+  EXPECT_TRUE(CheckSpecTransition(s, true, s).ok());
+  InstanceSpec next = s;
+  next.generation = 2;
+  next.role = InstanceRole::kReplica;
+  next.primary = Endpoint{"127.0.1.2", 5432};
+  EXPECT_TRUE(CheckSpecTransition(s, true, next).ok());
+}
+
+TEST(CheckSpecTransitionTest, RejectsStaleOrRewrittenGenerations) {
+  InstanceSpec s = Primary();
+  s.generation = 5;
+  InstanceSpec older = s;
+  older.generation = 4;
+  Status st = CheckSpecTransition(s, true, older);
+  EXPECT_EQ(st.code(), Code::kConflict);
+  EXPECT_NE(st.message().find("older than the accepted generation 5"), std::string::npos);
+  InstanceSpec changed = s;
+  changed.fenced = true;
+  EXPECT_EQ(CheckSpecTransition(s, true, changed).code(), Code::kConflict);
+}
+
+TEST(CheckSpecTransitionTest, RejectsBootstrapsImpossibleOnAnEmptyVolume) {
+  InstanceSpec r = Replica();
+  r.bootstrap = BootstrapMethod::kInitdb;
+  Status st = CheckSpecTransition(std::nullopt, false, r);
+  EXPECT_EQ(st.code(), Code::kConflict);
+  EXPECT_NE(st.message().find("replica cannot be created with initdb"), std::string::npos);
+  // With data on the volume the bootstrap method no longer matters.
+  EXPECT_TRUE(CheckSpecTransition(std::nullopt, true, r).ok());
+  InstanceSpec snap = Primary();
+  snap.bootstrap = BootstrapMethod::kSnapshot;
+  snap.snapshot_path = "/snap";
+  EXPECT_EQ(CheckSpecTransition(std::nullopt, false, snap).code(), Code::kConflict);
+}
+
+}  // namespace
+}  // namespace petrel

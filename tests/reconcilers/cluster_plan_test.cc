@@ -1,0 +1,657 @@
+#include "reconcilers/cluster_plan.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <set>
+
+#include "reconcilers/cluster_reconciler.h"
+
+namespace petrel {
+namespace {
+
+// A tiny in-memory world for the planner: the API objects one cluster owns, plus a model of
+// each instance that converges to the last spec it was given. Applying a plan mutates the
+// world as the executor and the instances would; tests then plan again from what is observed.
+class World {
+ public:
+  explicit World(Json spec) {
+    cluster_ = {
+        {"apiVersion", "petrel.dev/v1alpha1"},
+        {"kind", "PostgresCluster"},
+        {"metadata", {{"name", "db"}, {"namespace", "ns"}, {"uid", "uid-db"}, {"generation", 1}}},
+        {"spec", std::move(spec)}};
+  }
+
+  struct Instance {
+    InstanceSpec spec;
+    bool running = false;
+    bool initialized = false;
+    uint64_t lsn = 0x3000000;
+    bool follows = true;            // streaming from the primary when a replica
+    std::optional<bool> streaming;  // forces the reported WAL receiver state
+  };
+
+  void SetSpec(const std::string& path, Json value) {
+    cluster_["spec"][Json::json_pointer(path)] = std::move(value);
+    cluster_["metadata"]["generation"] = cluster_["metadata"]["generation"].get<int>() + 1;
+  }
+
+  ClusterObservation Observe() const {
+    ClusterObservation o;
+    o.cluster = cluster_;
+    o.now = "2026-11-23T00:00:00Z";
+    for (const auto& [name, pod] : pods_) o.pods.push_back(pod);
+    for (const auto& [name, pvc] : pvcs_) o.pvcs.push_back(pvc);
+    o.services = services_;
+    o.secrets = secrets_;
+    o.pdbs = pdbs_;
+    for (const auto& [name, pod] : pods_) {
+      if (!pod["status"].contains("podIP")) continue;  // not scheduled yet
+      auto it = instances_.find(name);
+      if (it == instances_.end()) {
+        o.instances.emplace(name, InstanceStatus{name});
+        continue;
+      }
+      o.instances.emplace(name, Report(name, it->second));
+    }
+    return o;
+  }
+
+  InstanceStatus Report(const std::string& name, const Instance& i) const {
+    InstanceStatus s;
+    s.name = name;
+    s.initialized = i.initialized;
+    s.running = i.running;
+    s.fenced = i.spec.fenced;
+    s.role = i.spec.role;
+    s.ready = i.running && !i.spec.fenced;
+    s.spec_generation = i.spec.generation;
+    s.system_identifier = i.initialized ? "7300000000000000001" : "";
+    s.phase = i.running ? "running" : "stopped";
+    if (i.spec.role == InstanceRole::kPrimary) {
+      s.current_lsn = FormatLsnForTest(i.lsn);
+    } else {
+      s.replay_lsn = FormatLsnForTest(i.lsn);
+      s.received_lsn = s.replay_lsn;
+      // A WAL receiver only streams while the primary it follows is up.
+      bool primary_up = std::any_of(instances_.begin(), instances_.end(), [&](const auto& kv) {
+        return kv.second.spec.role == InstanceRole::kPrimary && kv.second.running &&
+               i.spec.primary && i.spec.primary->host == PodIp(kv.first);
+      });
+      s.streaming = i.streaming.value_or(i.follows && i.running && primary_up);
+    }
+    return s;
+  }
+
+  static std::string PodIp(const std::string& name) {
+    return "10.1.0." + std::to_string(InstanceSerial("db", name));
+  }
+
+  static std::string FormatLsnForTest(uint64_t lsn) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%X/%X", static_cast<unsigned>(lsn >> 32),
+             static_cast<unsigned>(lsn & 0xffffffff));
+    return buf;
+  }
+
+  // Applies a plan as the executor would, then lets the "kubelet" give new Pods an IP and the
+  // instances converge to their specs.
+  void Apply(const ClusterPlan& plan) {
+    for (const auto& s : plan.secrets) secrets_[meta::Name(s.object)] = s.object;
+    for (const auto& a : plan.actions) {
+      auto& store = StoreFor(*a.type);
+      switch (a.op) {
+        case ObjectOp::kCreate: {
+          Json obj = a.body;
+          obj["metadata"]["uid"] = "uid-" + a.key.name;
+          if (!obj.contains("status")) obj["status"] = Json::object();
+          if (!store.count(a.key.name)) store[a.key.name] = obj;
+          break;
+        }
+        case ObjectOp::kMergePatch:
+          if (store.count(a.key.name)) store[a.key.name].merge_patch(a.body);
+          break;
+        case ObjectOp::kDelete:
+          store.erase(a.key.name);
+          if (a.type == &resources::kPod) {
+            if (auto it = instances_.find(a.key.name); it != instances_.end()) {
+              it->second.running = false;  // the process is gone; the volume stays
+            }
+          }
+          break;
+      }
+    }
+    if (plan.status) cluster_["status"] = plan.status->ToJson();
+    for (const auto& put : plan.spec_puts) {
+      Instance& i = instances_[put.pod];
+      i.spec = put.spec;
+      if (!i.initialized) {
+        i.initialized = put.spec.bootstrap == BootstrapMethod::kInitdb ||
+                        put.spec.bootstrap == BootstrapMethod::kClone;
+      }
+      i.running = i.initialized && !put.spec.fenced;
+    }
+    for (auto& [name, pod] : pods_) {
+      if (!pod["status"].contains("podIP")) {
+        pod["status"]["podIP"] = PodIp(name);
+      }
+      if (auto it = instances_.find(name);
+          it != instances_.end() && it->second.initialized && !it->second.spec.fenced) {
+        it->second.running = true;  // a recreated Pod starts from its volume
+      }
+    }
+    events_.insert(events_.end(), plan.events.begin(), plan.events.end());
+  }
+
+  // Plans and applies until the plan is empty; returns the number of rounds (bounded).
+  int Converge(int max_rounds = 30) {
+    for (int round = 1; round <= max_rounds; ++round) {
+      ClusterPlan plan = PlanCluster(Observe());
+      if (plan.Empty()) return round;
+      Apply(plan);
+    }
+    ADD_FAILURE() << "did not converge in " << max_rounds << " rounds";
+    return max_rounds;
+  }
+
+  PostgresClusterStatus Status() const {
+    return PostgresClusterStatus::FromJson(cluster_.value("status", Json::object()));
+  }
+  std::set<std::string> Names(const std::map<std::string, Json>& m) const {
+    std::set<std::string> out;
+    for (const auto& [k, v] : m) out.insert(k);
+    return out;
+  }
+
+  std::map<std::string, Json>& StoreFor(const ResourceType& t) {
+    if (&t == &resources::kPod) return pods_;
+    if (&t == &resources::kPersistentVolumeClaim) return pvcs_;
+    if (&t == &resources::kService) return services_;
+    if (&t == &resources::kSecret) return secrets_;
+    return pdbs_;
+  }
+
+  Json cluster_;
+  std::map<std::string, Json> pods_, pvcs_, services_, secrets_, pdbs_;
+  std::map<std::string, Instance> instances_;
+  std::vector<PlannedEvent> events_;
+};
+
+Json Spec(int replicas) {
+  return {{"replicas", replicas},
+          {"image", "ghcr.io/petrel-dev/postgres:15.4"},
+          {"storage", {{"size", "1Gi"}}}};
+}
+
+std::vector<std::string> Describe(const ClusterPlan& plan) {
+  std::vector<std::string> out;
+  for (const auto& a : plan.actions) out.push_back(a.description);
+  return out;
+}
+
+bool HasAction(const ClusterPlan& plan, const std::string& description) {
+  auto d = Describe(plan);
+  return std::find(d.begin(), d.end(), description) != d.end();
+}
+
+bool HasEvent(const std::vector<PlannedEvent>& events, const std::string& reason) {
+  return std::any_of(events.begin(), events.end(),
+                     [&](const PlannedEvent& e) { return e.reason == reason; });
+}
+
+TEST(ClusterPlan, FreshClusterCreatesEverythingWithOwnerReferences) {
+  World w(Spec(3));
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_EQ(plan.secrets.size(), 3u);
+  for (const auto& s : plan.secrets) {
+    EXPECT_EQ(s.object["type"], "kubernetes.io/basic-auth");
+    EXPECT_FALSE(s.object["stringData"].contains("password"));  // the executor generates it
+    EXPECT_EQ(meta::ControllerOf(s.object)->uid, "uid-db");
+  }
+  for (const char* want :
+       {"create PVC db-1", "create PVC db-2", "create PVC db-3", "create Pod db-1",
+        "create Pod db-2", "create Pod db-3", "create Service db-rw", "create Service db-ro",
+        "create Service db-r", "create Service db-1", "create PodDisruptionBudget db-primary",
+        "create PodDisruptionBudget db"}) {
+    EXPECT_TRUE(HasAction(plan, want)) << want;
+  }
+  for (const auto& a : plan.actions) {
+    if (a.type == &resources::kPersistentVolumeClaim) {
+      EXPECT_FALSE(a.body["metadata"].contains("ownerReferences")) << "Retain keeps volumes";
+      EXPECT_EQ(a.body["spec"]["resources"]["requests"]["storage"], "1Gi");
+    } else {
+      ASSERT_TRUE(meta::ControllerOf(a.body).has_value()) << a.description;
+      EXPECT_EQ(meta::ControllerOf(a.body)->uid, "uid-db");
+    }
+    if (a.description == "create Pod db-1") {
+      EXPECT_EQ(meta::Label(a.body, kRoleLabel), "primary");
+      const Json& c = a.body["spec"]["containers"][0];
+      EXPECT_EQ(c["command"], Json({"petrel", "instance"}));
+      EXPECT_EQ(c["image"], "ghcr.io/petrel-dev/postgres:15.4");
+      EXPECT_EQ(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+      EXPECT_EQ(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+      EXPECT_EQ(c["volumeMounts"][0]["mountPath"], "/var/lib/postgresql/data");
+      EXPECT_EQ(a.body["spec"]["volumes"][0]["persistentVolumeClaim"]["claimName"], "db-1");
+    }
+    if (a.description == "create Pod db-2") {
+      EXPECT_EQ(meta::Label(a.body, kRoleLabel), "replica");
+    }
+  }
+  ASSERT_TRUE(plan.status.has_value());
+  EXPECT_EQ(plan.status->current_primary, "db-1");
+  EXPECT_EQ(plan.status->instance_names, (std::vector<std::string>{"db-1", "db-2", "db-3"}));
+  EXPECT_EQ(plan.status->selector, "petrel.dev/cluster=db");
+  EXPECT_EQ(plan.status->phase, "Provisioning");
+  EXPECT_EQ(plan.status->FindCondition("Ready")->status, "False");
+  EXPECT_TRUE(plan.spec_puts.empty()) << "no instance answers yet";
+  EXPECT_EQ(plan.requeue_after, std::chrono::seconds(10));
+}
+
+TEST(ClusterPlan, InstanceSpecsBootstrapPrimaryThenClones) {
+  World w(Spec(3));
+  w.Apply(PlanCluster(w.Observe()));
+  ClusterPlan plan = PlanCluster(w.Observe());
+  std::map<std::string, InstanceSpec> specs;
+  for (const auto& p : plan.spec_puts) specs[p.pod] = p.spec;
+  ASSERT_EQ(specs.size(), 3u);
+  EXPECT_EQ(specs["db-1"].role, InstanceRole::kPrimary);
+  EXPECT_EQ(specs["db-1"].bootstrap, BootstrapMethod::kInitdb);
+  EXPECT_EQ(specs["db-1"].replication_slots,
+            (std::vector<std::string>{"petrel_db_2", "petrel_db_3"}));
+  EXPECT_EQ(specs["db-2"].role, InstanceRole::kReplica);
+  EXPECT_EQ(specs["db-2"].bootstrap, BootstrapMethod::kClone);
+  ASSERT_TRUE(specs["db-2"].primary.has_value());
+  EXPECT_EQ(specs["db-2"].primary->host, "10.1.0.1");
+  EXPECT_EQ(specs["db-2"].primary->port, 5432);
+  EXPECT_EQ(specs["db-2"].slot_name, "petrel_db_2");
+  EXPECT_GT(specs["db-2"].generation, 0);
+}
+
+TEST(ClusterPlan, ConvergedClusterPlansNothing) {
+  World w(Spec(3));
+  w.Converge();
+  auto status = w.Status();
+  EXPECT_EQ(status.phase, "Healthy");
+  EXPECT_EQ(status.ready_replicas, 3);
+  EXPECT_EQ(status.replicas, 3);
+  EXPECT_EQ(status.FindCondition("Ready")->status, "True");
+  EXPECT_EQ(status.FindCondition("Progressing")->status, "False");
+  EXPECT_EQ(status.FindCondition("Degraded")->status, "False");
+  EXPECT_FALSE(status.system_id.empty());
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_TRUE(plan.Empty()) << ::testing::PrintToString(Describe(plan));
+  EXPECT_TRUE(plan.events.empty());
+  EXPECT_EQ(plan.requeue_after, std::chrono::seconds(60));
+  // Once initialised, the primary's spec no longer asks for initdb: an empty volume under
+  // an established cluster must never become a new, divergent cluster.
+  EXPECT_EQ(w.instances_["db-1"].spec.bootstrap, BootstrapMethod::kNone);
+}
+
+TEST(ClusterPlan, ScaleUpThenDownNeverRemovesThePrimaryAndKeepsVolumes) {
+  World w(Spec(3));
+  w.Converge();
+  w.SetSpec("/replicas", 5);
+  ClusterPlan up = PlanCluster(w.Observe());
+  EXPECT_TRUE(HasAction(up, "create Pod db-4"));
+  EXPECT_TRUE(HasAction(up, "create Pod db-5"));
+  EXPECT_TRUE(HasEvent(up.events, "ScalingUp"));
+  w.Converge();
+  EXPECT_EQ(w.Status().instance_names.size(), 5u);
+  EXPECT_EQ(w.instances_["db-1"].spec.replication_slots.size(), 4u);
+
+  w.SetSpec("/replicas", 2);
+  ClusterPlan down = PlanCluster(w.Observe());
+  EXPECT_TRUE(HasAction(down, "delete Pod db-5"));
+  EXPECT_TRUE(HasAction(down, "delete Pod db-4"));
+  EXPECT_TRUE(HasAction(down, "delete Pod db-3"));
+  EXPECT_FALSE(HasAction(down, "delete Pod db-1"));
+  EXPECT_FALSE(HasAction(down, "delete PVC db-5")) << "Retain keeps volumes";
+  EXPECT_TRUE(HasAction(down, "delete Service db-5"));
+  w.Converge();
+  EXPECT_EQ(w.Status().instance_names, (std::vector<std::string>{"db-1", "db-2"}));
+  EXPECT_EQ(w.pvcs_.size(), 5u);
+  EXPECT_EQ(w.instances_["db-1"].spec.replication_slots, (std::vector<std::string>{"petrel_db_2"}));
+  EXPECT_EQ(w.pdbs_.count("db"), 0u) << "two instances: no replica PDB";
+  EXPECT_EQ(w.pdbs_.count("db-primary"), 1u);
+
+  // Scaling up again never reuses a serial whose volume still exists.
+  w.SetSpec("/replicas", 3);
+  EXPECT_TRUE(HasAction(PlanCluster(w.Observe()), "create Pod db-6"));
+}
+
+TEST(ClusterPlan, ScaleDownKeepsAPrimaryWithTheHighestSerial) {
+  World w(Spec(3));
+  w.Converge();
+  Json status = w.cluster_["status"];
+  status["currentPrimary"] = "db-3";
+  status["targetPrimary"] = "db-3";
+  w.cluster_["status"] = status;
+  w.Converge();
+  w.SetSpec("/replicas", 1);
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_TRUE(HasAction(plan, "delete Pod db-2"));
+  EXPECT_TRUE(HasAction(plan, "delete Pod db-1"));
+  EXPECT_FALSE(HasAction(plan, "delete Pod db-3"));
+}
+
+TEST(ClusterPlan, ReclaimPolicyDeleteOwnsAndRemovesVolumes) {
+  Json spec = Spec(2);
+  spec["storage"]["reclaimPolicy"] = "Delete";
+  World w(spec);
+  ClusterPlan plan = PlanCluster(w.Observe());
+  for (const auto& a : plan.actions) {
+    if (a.type == &resources::kPersistentVolumeClaim) {
+      EXPECT_EQ(meta::ControllerOf(a.body)->uid, "uid-db");
+    }
+  }
+  w.Converge();
+  w.SetSpec("/replicas", 1);
+  EXPECT_TRUE(HasAction(PlanCluster(w.Observe()), "delete PVC db-2"));
+}
+
+TEST(ClusterPlan, VolumesGrowAndNeverShrink) {
+  World w(Spec(2));
+  w.Converge();
+  w.SetSpec("/storage/size", "2Gi");
+  ClusterPlan grow = PlanCluster(w.Observe());
+  ASSERT_TRUE(HasAction(grow, "update PVC db-1"));
+  for (const auto& a : grow.actions) {
+    if (a.description == "update PVC db-1") {
+      EXPECT_EQ(a.body["spec"]["resources"]["requests"]["storage"], "2Gi");
+    }
+  }
+  w.Converge();
+
+  w.SetSpec("/storage/size", "1Gi");
+  ClusterPlan shrink = PlanCluster(w.Observe());
+  EXPECT_TRUE(shrink.actions.empty());
+  EXPECT_TRUE(shrink.spec_puts.empty());
+  EXPECT_TRUE(shrink.secrets.empty());
+  ASSERT_TRUE(shrink.status.has_value());
+  const Condition* degraded = shrink.status->FindCondition("Degraded");
+  ASSERT_NE(degraded, nullptr);
+  EXPECT_EQ(degraded->status, "True");
+  EXPECT_EQ(degraded->reason, "StorageShrinkRefused");
+  EXPECT_NE(degraded->message.find("Set spec.storage.size to 2Gi or more"), std::string::npos);
+  EXPECT_EQ(shrink.status->FindCondition("Ready")->status, "True") << "readiness is unchanged";
+  ASSERT_EQ(shrink.events.size(), 1u);
+  EXPECT_EQ(shrink.events[0].type, EventType::kWarning);
+  w.Apply(shrink);
+  // The refusal is reported once, not on every reconcile.
+  ClusterPlan again = PlanCluster(w.Observe());
+  EXPECT_TRUE(again.Empty());
+  EXPECT_TRUE(again.events.empty());
+}
+
+TEST(ClusterPlan, RefusesWhatItCannotChangeSafely) {
+  struct Case {
+    std::string name;
+    std::string path;
+    Json value;
+    std::string reason;
+  };
+  const std::vector<Case> cases = {
+      {"major version", "/image", "ghcr.io/petrel-dev/postgres:16.1", "MajorVersionChangeRefused"},
+      {"storage class", "/storage/storageClass", "fast", "StorageClassChangeRefused"},
+      {"invalid spec", "/replicas", -2, "InvalidSpec"},
+  };
+  for (const auto& c : cases) {
+    World w(Spec(2));
+    w.Converge();
+    for (auto& [name, pvc] : w.pvcs_) pvc["spec"]["storageClassName"] = "standard";
+    w.SetSpec(c.path, c.value);
+    ClusterPlan plan = PlanCluster(w.Observe());
+    EXPECT_TRUE(plan.actions.empty()) << c.name;
+    EXPECT_TRUE(plan.spec_puts.empty()) << c.name;
+    ASSERT_TRUE(plan.status.has_value()) << c.name;
+    EXPECT_EQ(plan.status->FindCondition("Degraded")->reason, c.reason) << c.name;
+    EXPECT_EQ(plan.status->phase, "Degraded") << c.name;
+    EXPECT_EQ(plan.status->observed_generation, 2) << c.name;
+    EXPECT_TRUE(HasEvent(plan.events, c.reason)) << c.name;
+  }
+}
+
+TEST(ClusterPlan, HandEditedServiceIsReverted) {
+  World w(Spec(2));
+  w.Converge();
+  w.services_["db-rw"]["spec"]["selector"] = {{kClusterLabel, "db"}, {"app", "hijack"}};
+  ClusterPlan plan = PlanCluster(w.Observe());
+  ASSERT_TRUE(HasAction(plan, "revert Service db-rw"));
+  for (const auto& a : plan.actions) {
+    if (a.description != "revert Service db-rw") continue;
+    EXPECT_TRUE(a.body["spec"]["selector"]["app"].is_null()) << "the extra key is removed";
+    EXPECT_EQ(a.body["spec"]["selector"][kRoleLabel], "primary");
+  }
+  w.Apply(plan);
+  EXPECT_EQ(w.services_["db-rw"]["spec"]["selector"],
+            Json({{kClusterLabel, "db"}, {kRoleLabel, "primary"}}));
+  EXPECT_TRUE(PlanCluster(w.Observe()).Empty());
+}
+
+// Follows an image update step by step and checks the order CloudNativePG uses: replicas one
+// at a time from the highest serial, then a switchover, then the old primary.
+TEST(ClusterPlan, RollingUpdateOrderReplicasThenSwitchoverThenOldPrimary) {
+  World w(Spec(3));
+  w.Converge();
+  w.SetSpec("/image", "ghcr.io/petrel-dev/postgres:15.5");
+  std::vector<std::string> steps;
+  for (int round = 0; round < 40; ++round) {
+    ClusterPlan plan = PlanCluster(w.Observe());
+    if (plan.Empty()) break;
+    for (const auto& a : plan.actions) {
+      if (a.op == ObjectOp::kDelete || a.op == ObjectOp::kCreate) steps.push_back(a.description);
+    }
+    for (const auto& e : plan.events) {
+      if (e.reason.rfind("Switchover", 0) == 0) steps.push_back(e.reason);
+    }
+    w.Apply(plan);
+  }
+  EXPECT_EQ(steps,
+            (std::vector<std::string>{"delete Pod db-3 (rolling update)", "create Pod db-3",
+                                      "delete Pod db-2 (rolling update)", "create Pod db-2",
+                                      "SwitchoverStarted", "SwitchoverCompleted",
+                                      "delete Pod db-1 (rolling update)", "create Pod db-1"}));
+  auto status = w.Status();
+  EXPECT_EQ(status.phase, "Healthy");
+  EXPECT_NE(status.current_primary, "db-1");
+  EXPECT_EQ(status.current_primary, status.target_primary);
+  for (const auto& [name, pod] : w.pods_) {
+    EXPECT_EQ(pod["spec"]["containers"][0]["image"], "ghcr.io/petrel-dev/postgres:15.5");
+    EXPECT_EQ(meta::Label(pod, kRoleLabel), name == status.current_primary ? "primary" : "replica");
+  }
+  EXPECT_EQ(w.instances_["db-1"].spec.role, InstanceRole::kReplica);
+  EXPECT_FALSE(w.instances_["db-1"].spec.fenced);
+}
+
+TEST(ClusterPlan, RollingUpdateWaitsForEveryInstanceToBeReady) {
+  World w(Spec(3));
+  w.Converge();
+  w.SetSpec("/resources", {{"limits", {{"memory", "1Gi"}}}});
+  w.instances_["db-2"].running = false;
+  ClusterPlan plan = PlanCluster(w.Observe());
+  for (const auto& a : plan.actions) EXPECT_NE(a.op, ObjectOp::kDelete) << a.description;
+  EXPECT_EQ(plan.status->phase, "Upgrading");
+}
+
+TEST(ClusterPlan, PrimaryUpdateMethodRestartRecreatesThePrimaryInPlace) {
+  Json spec = Spec(2);
+  spec["primaryUpdateMethod"] = "restart";
+  World w(spec);
+  w.Converge();
+  w.SetSpec("/image", "ghcr.io/petrel-dev/postgres:15.5");
+  w.Apply(PlanCluster(w.Observe()));  // replica db-2 first
+  w.Converge();
+  EXPECT_EQ(w.Status().current_primary, "db-1");
+  EXPECT_TRUE(HasEvent(w.events_, "RollingUpdate"));
+  EXPECT_FALSE(HasEvent(w.events_, "SwitchoverStarted"));
+}
+
+// A switchover must be resumable from observed state at every step: each case below is a
+// world frozen at one point, planned by a fresh planner as after a controller crash.
+TEST(ClusterPlan, SwitchoverResumesFromObservedStateAtEveryStep) {
+  auto frozen = [] {
+    World w(Spec(3));
+    w.Converge();
+    w.cluster_["status"]["targetPrimary"] = "db-2";  // switchover decided and recorded
+    return w;
+  };
+
+  {  // Step 1: decided, old primary not fenced yet -> fence it, promote nobody.
+    World w = frozen();
+    ClusterPlan plan = PlanCluster(w.Observe());
+    ASSERT_EQ(plan.spec_puts.size(), 1u);
+    EXPECT_EQ(plan.spec_puts[0].pod, "db-1");
+    EXPECT_TRUE(plan.spec_puts[0].spec.fenced);
+    EXPECT_EQ(plan.spec_puts[0].spec.role, InstanceRole::kPrimary);
+    EXPECT_EQ(plan.status->current_primary, "db-1");
+    EXPECT_EQ(plan.status->phase, "SwitchingOver");
+  }
+  {  // Step 2: fenced and stopped, but the target still streams -> wait.
+    World w = frozen();
+    w.Apply(PlanCluster(w.Observe()));
+    w.instances_["db-2"].streaming = true;  // its WAL receiver has not noticed yet
+    ClusterPlan plan = PlanCluster(w.Observe());
+    EXPECT_EQ(plan.status ? plan.status->current_primary : w.Status().current_primary, "db-1");
+    EXPECT_TRUE(plan.spec_puts.empty());
+  }
+  {  // Step 3: target behind the old primary's last LSN -> wait.
+    World w = frozen();
+    w.Apply(PlanCluster(w.Observe()));
+    w.instances_["db-2"].follows = false;
+    w.instances_["db-1"].lsn = 0x4000000;
+    ClusterPlan plan = PlanCluster(w.Observe());
+    EXPECT_EQ(plan.status ? plan.status->current_primary : w.Status().current_primary, "db-1");
+    EXPECT_TRUE(plan.spec_puts.empty());
+  }
+  {  // Step 4: stopped and caught up -> move currentPrimary, promote db-2, db-1 follows it.
+    World w = frozen();
+    w.Apply(PlanCluster(w.Observe()));
+    w.instances_["db-2"].follows = false;
+    ClusterPlan plan = PlanCluster(w.Observe());
+    ASSERT_TRUE(plan.status.has_value());
+    EXPECT_EQ(plan.status->current_primary, "db-2");
+    EXPECT_EQ(plan.status->target_primary, "db-2");
+    std::map<std::string, InstanceSpec> specs;
+    for (const auto& p : plan.spec_puts) specs[p.pod] = p.spec;
+    EXPECT_EQ(specs["db-2"].role, InstanceRole::kPrimary);
+    EXPECT_EQ(specs["db-2"].replication_slots,
+              (std::vector<std::string>{"petrel_db_1", "petrel_db_3"}));
+    EXPECT_EQ(specs["db-1"].role, InstanceRole::kReplica);
+    EXPECT_FALSE(specs["db-1"].fenced);
+    EXPECT_EQ(specs["db-1"].primary->host, "10.1.0.2");
+    EXPECT_EQ(specs["db-3"].primary->host, "10.1.0.2");
+    EXPECT_TRUE(HasAction(plan, "label Pod db-2 primary"));
+    EXPECT_TRUE(HasAction(plan, "label Pod db-1 replica"));
+  }
+  {  // Step 5: crashed after the status write but before any PUT -> same specs again.
+    World w = frozen();
+    w.Apply(PlanCluster(w.Observe()));
+    w.instances_["db-2"].follows = false;
+    ClusterPlan moved = PlanCluster(w.Observe());
+    w.cluster_["status"] = moved.status->ToJson();
+    ClusterPlan resumed = PlanCluster(w.Observe());
+    std::map<std::string, InstanceSpec> specs;
+    for (const auto& p : resumed.spec_puts) specs[p.pod] = p.spec;
+    for (const auto& p : moved.spec_puts) {
+      EXPECT_EQ(specs[p.pod], p.spec) << p.pod << " gets the same spec and generation";
+    }
+    w.Apply(resumed);
+    w.Converge();
+    EXPECT_EQ(w.Status().current_primary, "db-2");
+    EXPECT_EQ(w.Status().phase, "Healthy");
+  }
+  {  // The target disappeared -> abort, keep the primary, unfence it.
+    World w = frozen();
+    w.cluster_["status"]["targetPrimary"] = "db-9";
+    ClusterPlan plan = PlanCluster(w.Observe());
+    EXPECT_TRUE(HasEvent(plan.events, "SwitchoverAborted"));
+    EXPECT_EQ(plan.status->target_primary, "db-1");
+  }
+}
+
+TEST(ClusterPlan, SynchronousStandbyNames) {
+  SynchronousSpec any{SyncMethod::kAny, 1, DataDurability::kRequired};
+  SynchronousSpec first{SyncMethod::kFirst, 3, DataDurability::kPreferred};
+  EXPECT_EQ(SynchronousStandbyNames(std::nullopt, {"db_2"}), "");
+  EXPECT_EQ(SynchronousStandbyNames(any, {"db-2", "db-3"}), "ANY 1 (\"db-2\", \"db-3\")");
+  EXPECT_EQ(SynchronousStandbyNames(first, {"db-2"}), "FIRST 1 (\"db-2\")");
+  EXPECT_EQ(SynchronousStandbyNames(first, {}), "");
+
+  Json spec = Spec(3);
+  spec["postgresql"] = {{"synchronous", {{"method", "any"}, {"number", 1}}}};
+  World w(spec);
+  w.Converge();
+  EXPECT_EQ(w.instances_["db-1"].spec.synchronous_standby_names, "ANY 1 (\"db-2\", \"db-3\")");
+  EXPECT_EQ(w.instances_["db-2"].spec.synchronous_standby_names, "");
+}
+
+TEST(ClusterPlan, ParametersAndMemoryReachEveryInstance) {
+  Json spec = Spec(2);
+  spec["postgresql"] = {{"parameters", {{"max_connections", "50"}}}};
+  spec["resources"] = {{"limits", {{"memory", "512Mi"}}}};
+  World w(spec);
+  w.Converge();
+  for (const auto& name : {"db-1", "db-2"}) {
+    EXPECT_EQ(w.instances_[name].spec.parameters.at("max_connections"), "50");
+    EXPECT_EQ(w.instances_[name].spec.memory_limit_bytes, 512 << 20);
+  }
+  // A parameter change is a new spec with a higher generation, PUT without recreating Pods.
+  int64_t before = w.instances_["db-1"].spec.generation;
+  w.SetSpec("/postgresql/parameters/max_connections", "60");
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_EQ(plan.spec_puts.size(), 2u);
+  for (const auto& a : plan.actions) EXPECT_NE(a.op, ObjectOp::kDelete);
+  w.Converge();
+  EXPECT_GT(w.instances_["db-1"].spec.generation, before);
+}
+
+TEST(ClusterPlan, RelabelsItsPodsAndLeavesForeignPodsAlone) {
+  World w(Spec(2));
+  w.Converge();
+  w.pods_["db-2"]["metadata"]["labels"].erase(kRoleLabel);
+  EXPECT_TRUE(HasAction(PlanCluster(w.Observe()), "label Pod db-2 replica"));
+
+  w.pods_["db-2"]["metadata"]["ownerReferences"][0]["uid"] = "someone-else";
+  ClusterPlan plan = PlanCluster(w.Observe());
+  for (const auto& a : plan.actions) {
+    EXPECT_EQ(a.description.find("Pod db-2 replica"), std::string::npos) << a.description;
+    EXPECT_NE(a.description, "delete Pod db-2");
+  }
+}
+
+TEST(ClusterPlan, InstanceNames) {
+  EXPECT_EQ(InstanceSerial("db", "db-12"), 12);
+  EXPECT_EQ(InstanceSerial("db", "db-rw"), -1);
+  EXPECT_EQ(InstanceSerial("db", "db-01"), -1);
+  EXPECT_EQ(InstanceSerial("db", "dbx-1"), -1);
+  EXPECT_EQ(InstanceSerial("my-db", "my-db-3"), 3);
+}
+
+}  // namespace
+}  // namespace petrel
+
+namespace petrel {
+namespace {
+
+TEST(ClusterPlan, ClusterBeingDeletedPlansNothing) {
+  World w(Spec(2));
+  w.Converge();
+  w.cluster_["metadata"]["deletionTimestamp"] = "2026-11-23T00:00:00Z";
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_TRUE(plan.Empty());
+  EXPECT_TRUE(plan.events.empty());
+}
+
+TEST(RandomToken, UrlSafeAndUnique) {
+  auto a = RandomToken(32);
+  auto b = RandomToken(32);
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(a->size(), 43u);
+  EXPECT_NE(*a, *b);
+  for (char c : *a)
+    EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
+}
+
+}  // namespace
+}  // namespace petrel
