@@ -109,12 +109,24 @@ bool HasLineBreak(const std::string& s) {
 // Parameters that Petrel itself must control for the instance to work: overriding them
 // would break addressing, replication or the admin connection.
 const std::vector<std::string>& ManagedParameters() {
-  static const std::vector<std::string> kManaged = {
-      "listen_addresses", "port", "unix_socket_directories", "unix_socket_permissions",
-      "data_directory", "hba_file", "ident_file", "config_file", "primary_conninfo",
-      "primary_slot_name", "hot_standby", "wal_level", "include", "include_dir",
-      "include_if_exists", "synchronous_standby_names", "restore_command",
-      "recovery_target_timeline"};
+  static const std::vector<std::string> kManaged = {"listen_addresses",
+                                                    "port",
+                                                    "unix_socket_directories",
+                                                    "unix_socket_permissions",
+                                                    "data_directory",
+                                                    "hba_file",
+                                                    "ident_file",
+                                                    "config_file",
+                                                    "primary_conninfo",
+                                                    "primary_slot_name",
+                                                    "hot_standby",
+                                                    "wal_level",
+                                                    "include",
+                                                    "include_dir",
+                                                    "include_if_exists",
+                                                    "synchronous_standby_names",
+                                                    "restore_command",
+                                                    "recovery_target_timeline"};
   return kManaged;
 }
 
@@ -122,9 +134,12 @@ const std::vector<std::string>& ManagedParameters() {
 
 const char* RoleName(InstanceRole role) {
   switch (role) {
-    case InstanceRole::kPrimary: return "primary";
-    case InstanceRole::kReplica: return "replica";
-    case InstanceRole::kNone: break;
+    case InstanceRole::kPrimary:
+      return "primary";
+    case InstanceRole::kReplica:
+      return "replica";
+    case InstanceRole::kNone:
+      break;
   }
   return "none";
 }
@@ -137,10 +152,14 @@ InstanceRole ParseRole(const std::string& s) {
 
 const char* BootstrapName(BootstrapMethod m) {
   switch (m) {
-    case BootstrapMethod::kInitdb: return "initdb";
-    case BootstrapMethod::kClone: return "clone";
-    case BootstrapMethod::kSnapshot: return "snapshot";
-    case BootstrapMethod::kNone: break;
+    case BootstrapMethod::kInitdb:
+      return "initdb";
+    case BootstrapMethod::kClone:
+      return "clone";
+    case BootstrapMethod::kSnapshot:
+      return "snapshot";
+    case BootstrapMethod::kNone:
+      break;
   }
   return "none";
 }
@@ -225,8 +244,8 @@ Result<InstanceSpec> InstanceSpec::FromJson(const Json& j) {
       r.Fail("snapshotPath", "is required when bootstrap is \"snapshot\"");
     }
     if (!s.slot_name.empty() && !ValidSlotName(s.slot_name)) {
-      r.Fail("slotName", "\"" + s.slot_name +
-                             "\" is not a valid slot name (1-63 of a-z, 0-9 and _)");
+      r.Fail("slotName",
+             "\"" + s.slot_name + "\" is not a valid slot name (1-63 of a-z, 0-9 and _)");
     }
     for (const auto& slot : s.replication_slots) {
       if (!ValidSlotName(slot)) {
@@ -284,8 +303,7 @@ Json InstanceStatus::ToJson() const {
 
 Result<InstanceStatus> InstanceStatus::FromJson(const Json& j) {
   if (!j.is_object()) {
-    return InvalidError("instance status must be a JSON object, got " +
-                        std::string(j.type_name()));
+    return InvalidError("instance status must be a JSON object, got " + std::string(j.type_name()));
   }
   InstanceStatus s;
   FieldReader r(j, "");

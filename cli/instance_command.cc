@@ -54,8 +54,8 @@ void AddInstanceCommand(CLI::App& app) {
   cmd->add_option("--log-level", flags->log_level, "trace, debug, info, warn or error")
       ->capture_default_str();
   cmd->callback([flags] {
-    InitLogging(flags->log_format == "json" ? LogFormat::kJson : LogFormat::kText,
-                flags->log_level, "instance");
+    InitLogging(flags->log_format == "json" ? LogFormat::kJson : LogFormat::kText, flags->log_level,
+                "instance");
     InstanceOptions options = flags->options;
     options.superuser_password = Env("PETREL_SUPERUSER_PASSWORD");
     options.replication_password = Env("PETREL_REPLICATION_PASSWORD");

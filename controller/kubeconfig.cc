@@ -1,5 +1,7 @@
 #include "controller/kubeconfig.h"
 
+#include "core/base64.h"
+
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -115,11 +117,11 @@ Result<std::string> DataOrFile(const Entry& entry, const std::string& key, const
                                const std::string& owner) {
   std::string data = Scalar(entry.node, key + "-data");
   if (!data.empty()) {
-    std::string decoded;
-    if (!DecodeBase64(data, &decoded)) {
+    std::optional<std::string> decoded = Base64Decode(data);
+    if (!decoded) {
       return InvalidError(entry.file + ": " + owner + ": \"" + key + "-data\" is not valid base64");
     }
-    return decoded;
+    return *decoded;
   }
   std::string path = Scalar(entry.node, key);
   if (path.empty()) return std::string();
@@ -130,41 +132,6 @@ Result<std::string> DataOrFile(const Entry& entry, const std::string& key, const
 
 }  // namespace
 
-bool DecodeBase64(const std::string& in, std::string* out) {
-  out->clear();
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t padding = 0;
-  for (char c : in) {
-    int v;
-    if (c >= 'A' && c <= 'Z') {
-      v = c - 'A';
-    } else if (c >= 'a' && c <= 'z') {
-      v = c - 'a' + 26;
-    } else if (c >= '0' && c <= '9') {
-      v = c - '0' + 52;
-    } else if (c == '+') {
-      v = 62;
-    } else if (c == '/') {
-      v = 63;
-    } else if (c == '=') {
-      ++padding;
-      continue;
-    } else if (c == '\n' || c == '\r' || c == ' ' || c == '\t') {
-      continue;
-    } else {
-      return false;
-    }
-    if (padding > 0) return false;  // data after padding
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out->push_back(static_cast<char>((acc >> bits) & 0xff));
-    }
-  }
-  return padding <= 2 && bits < 6;
-}
 
 Result<KubeConfig> LoadKubeconfigFiles(const std::vector<std::string>& paths,
                                        const std::string& context) {

@@ -51,7 +51,4 @@ Result<KubeConfig> LoadInClusterConfig(const std::string& root = kServiceAccount
 Result<KubeConfig> LoadDefaultConfig(const std::string& kubeconfig_path = "",
                                      const std::string& context = "");
 
-// Standard base64 (padding optional, whitespace ignored); false when malformed.
-bool DecodeBase64(const std::string& in, std::string* out);
-
 }  // namespace petrel

@@ -16,8 +16,11 @@ HttpResponse MakeJson(int status, const Json& body) {
 // Errors use the shape of a Kubernetes Status so clients can show `message` as is.
 HttpResponse Error(int status, const std::string& reason, const std::string& message,
                    const std::vector<StatusCause>& causes = {}) {
-  Json j = {{"kind", "Status"}, {"status", "Failure"}, {"code", status},
-            {"reason", reason}, {"message", message}};
+  Json j = {{"kind", "Status"},
+            {"status", "Failure"},
+            {"code", status},
+            {"reason", reason},
+            {"message", message}};
   if (!causes.empty()) {
     Json cs = Json::array();
     for (const auto& c : causes) {
@@ -29,8 +32,8 @@ HttpResponse Error(int status, const std::string& reason, const std::string& mes
 }
 
 HttpResponse MethodNotAllowed(const HttpRequest& req, const std::string& allowed) {
-  HttpResponse r = Error(405, "MethodNotAllowed", req.method + " is not allowed here; use " +
-                                                      allowed);
+  HttpResponse r =
+      Error(405, "MethodNotAllowed", req.method + " is not allowed here; use " + allowed);
   r.headers["allow"] = allowed;
   return r;
 }

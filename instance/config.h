@@ -25,8 +25,8 @@ struct ConfigInputs {
   std::string name;            // instance name; also the replica's application_name
   std::string listen_address;  // pod IP; never 0.0.0.0 or 127.0.0.1:5432 by default
   uint16_t port = kPostgresPort;
-  std::string socket_dir;      // private unix socket directory (0700)
-  std::string passfile;        // pgpass file holding the streaming_replica password
+  std::string socket_dir;  // private unix socket directory (0700)
+  std::string passfile;    // pgpass file holding the streaming_replica password
 };
 
 // Fly's auto-tuning (research-notes §b.8) from the memory limit; empty when unknown (0).

@@ -8,17 +8,28 @@ namespace {
 
 const char* PhaseOf(ActionKind kind, bool fenced) {
   switch (kind) {
-    case ActionKind::kNone: return fenced ? "fenced" : "running";
-    case ActionKind::kWait: return "waiting";
-    case ActionKind::kInitdb: return "initdb";
-    case ActionKind::kClone: return "cloning";
-    case ActionKind::kWriteConfig: return "configuring";
-    case ActionKind::kStart: return "starting";
-    case ActionKind::kStop: return fenced ? "fencing" : "stopping";
-    case ActionKind::kPromote: return "promoting";
-    case ActionKind::kRewind: return "rewinding";
-    case ActionKind::kReclone: return "recloning";
-    case ActionKind::kSyncSlots: return "configuring";
+    case ActionKind::kNone:
+      return fenced ? "fenced" : "running";
+    case ActionKind::kWait:
+      return "waiting";
+    case ActionKind::kInitdb:
+      return "initdb";
+    case ActionKind::kClone:
+      return "cloning";
+    case ActionKind::kWriteConfig:
+      return "configuring";
+    case ActionKind::kStart:
+      return "starting";
+    case ActionKind::kStop:
+      return fenced ? "fencing" : "stopping";
+    case ActionKind::kPromote:
+      return "promoting";
+    case ActionKind::kRewind:
+      return "rewinding";
+    case ActionKind::kReclone:
+      return "recloning";
+    case ActionKind::kSyncSlots:
+      return "configuring";
   }
   return "unknown";
 }
@@ -68,9 +79,9 @@ Status InstanceManager::AcceptSpec(const InstanceSpec& spec) {
   std::lock_guard<std::mutex> l(mu_);
   PETREL_RETURN_IF_ERROR(CheckSpecTransition(spec_, node_.HasData(), spec));
   if (spec_ && *spec_ == spec) return Status::Ok();  // idempotent re-send
-  PETREL_RETURN_IF_ERROR(WriteFileAtomic(node_.spec_path(), spec.ToJson().dump(2) + "\n", 0600,
-                                         std::nullopt)
-                             .Annotate("saving the spec"));
+  PETREL_RETURN_IF_ERROR(
+      WriteFileAtomic(node_.spec_path(), spec.ToJson().dump(2) + "\n", 0600, std::nullopt)
+          .Annotate("saving the spec"));
   spdlog::info("accepted spec generation {} (role {}, fenced {})", spec.generation,
                RoleName(spec.role), spec.fenced);
   spec_ = spec;
@@ -145,13 +156,20 @@ void InstanceManager::Tick() {
 
 Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec& spec) {
   switch (action.kind) {
-    case ActionKind::kInitdb: return node_.Initdb(spec);
-    case ActionKind::kClone: return node_.Clone(spec);
-    case ActionKind::kWriteConfig: return node_.WriteConfig(spec);
-    case ActionKind::kStart: return node_.Start();
-    case ActionKind::kStop: return node_.Stop();
-    case ActionKind::kPromote: return node_.Promote();
-    case ActionKind::kRewind: return node_.Rewind(spec);
+    case ActionKind::kInitdb:
+      return node_.Initdb(spec);
+    case ActionKind::kClone:
+      return node_.Clone(spec);
+    case ActionKind::kWriteConfig:
+      return node_.WriteConfig(spec);
+    case ActionKind::kStart:
+      return node_.Start();
+    case ActionKind::kStop:
+      return node_.Stop();
+    case ActionKind::kPromote:
+      return node_.Promote();
+    case ActionKind::kRewind:
+      return node_.Rewind(spec);
     case ActionKind::kReclone: {
       std::string moved_to;
       Status st = node_.Reclone(spec, &moved_to);
@@ -161,9 +179,11 @@ Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec
       }
       return st;
     }
-    case ActionKind::kSyncSlots: return node_.SyncSlots(spec);
+    case ActionKind::kSyncSlots:
+      return node_.SyncSlots(spec);
     case ActionKind::kNone:
-    case ActionKind::kWait: break;
+    case ActionKind::kWait:
+      break;
   }
   return Status::Ok();
 }

@@ -60,8 +60,8 @@ class InstanceManager {
   bool woken_ = false;                // guarded by mu_
 
   // Loop-thread state.
-  std::string error_;        // last failed action, shown until an action succeeds
-  std::string note_;         // a lasting remark (data moved aside) ...
+  std::string error_;            // last failed action, shown until an action succeeds
+  std::string note_;             // a lasting remark (data moved aside) ...
   int64_t note_generation_ = 0;  // ... shown while this spec generation is current
   int failures_ = 0;
   SteadyTime retry_after_{};

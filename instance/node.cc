@@ -72,8 +72,7 @@ Status PostgresNode::Prepare() {
   std::string socket_file = socket_dir_ + "/.s.PGSQL." + std::to_string(o_.port);
   if (socket_file.size() > kMaxSocketPath) {
     return InvalidError("the unix socket path " + socket_file + " is longer than " +
-                        std::to_string(kMaxSocketPath) +
-                        " bytes; use a shorter --pgdata path");
+                        std::to_string(kMaxSocketPath) + " bytes; use a shorter --pgdata path");
   }
   PETREL_RETURN_IF_ERROR(EnsureDirectory(volume_, 0755, std::nullopt));
   PETREL_RETURN_IF_ERROR(EnsureDirectory(state_dir_, 0700, o_.run_as));
@@ -91,8 +90,12 @@ Command PostgresNode::PgCommand(const std::string& program, std::vector<std::str
   Command c;
   c.argv.push_back(o_.bin_dir + "/" + program);
   for (auto& a : args) c.argv.push_back(std::move(a));
-  c.env = {"PATH=" + o_.bin_dir + ":/usr/local/bin:/usr/bin:/bin", "LC_ALL=C", "LANG=C",
-           "HOME=" + state_dir_, "PGPASSFILE=" + passfile_, "PGCONNECT_TIMEOUT=10",
+  c.env = {"PATH=" + o_.bin_dir + ":/usr/local/bin:/usr/bin:/bin",
+           "LC_ALL=C",
+           "LANG=C",
+           "HOME=" + state_dir_,
+           "PGPASSFILE=" + passfile_,
+           "PGCONNECT_TIMEOUT=10",
            "PGAPPNAME=" + o_.name};
   c.run_as = o_.run_as;
   c.cwd = state_dir_;
@@ -116,8 +119,8 @@ Status PostgresNode::RunPg(const std::string& what, const std::string& program,
 Status PostgresNode::WritePassfile() {
   // Used by pg_basebackup, pg_rewind and primary_conninfo: the replication password stays
   // out of command lines, the environment of children and configuration files.
-  std::string line = "*:*:*:" + std::string(kReplicationUser) + ":" +
-                     PgpassEscape(o_.replication_password) + "\n";
+  std::string line =
+      "*:*:*:" + std::string(kReplicationUser) + ":" + PgpassEscape(o_.replication_password) + "\n";
   return WriteFileAtomic(passfile_, line, 0600, o_.run_as);
 }
 
@@ -202,8 +205,9 @@ Status PostgresNode::InstallDataDir(const std::string& from) {
 Status PostgresNode::Initdb(const InstanceSpec& spec) {
   PETREL_RETURN_IF_ERROR(CheckPgdataEmpty());
   if (o_.superuser_password.empty()) {
-    return TerminalError("PETREL_SUPERUSER_PASSWORD is not set; initdb needs the superuser "
-                         "password");
+    return TerminalError(
+        "PETREL_SUPERUSER_PASSWORD is not set; initdb needs the superuser "
+        "password");
   }
   PETREL_RETURN_IF_ERROR(ClearIncomplete(init_dir_));
   PETREL_RETURN_IF_ERROR(EnsureDirectory(init_dir_, 0700, o_.run_as));
@@ -212,9 +216,8 @@ Status PostgresNode::Initdb(const InstanceSpec& spec) {
   std::string pwfile = state_dir_ + "/.pwfile";
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(pwfile, o_.superuser_password + "\n", 0600, o_.run_as));
   Status st = RunPg("initdb", "initdb",
-                    {"-D", init_dir_, "--auth=scram-sha-256", "--data-checksums",
-                     "--encoding=UTF8", "--locale=C", "--username=" + std::string(kSuperuser),
-                     "--pwfile=" + pwfile});
+                    {"-D", init_dir_, "--auth=scram-sha-256", "--data-checksums", "--encoding=UTF8",
+                     "--locale=C", "--username=" + std::string(kSuperuser), "--pwfile=" + pwfile});
   unlink(pwfile.c_str());
   PETREL_RETURN_IF_ERROR(st);
 
@@ -223,8 +226,9 @@ Status PostgresNode::Initdb(const InstanceSpec& spec) {
   PETREL_RETURN_IF_ERROR(WriteConfigIn(init_dir_, spec));
 
   ChildProcess temp;
-  PETREL_RETURN_IF_ERROR(temp.Start(PgCommand(
-      "postgres", {"-D", init_dir_, "-c", "listen_addresses=", "-c", "synchronous_standby_names="})));
+  PETREL_RETURN_IF_ERROR(
+      temp.Start(PgCommand("postgres", {"-D", init_dir_, "-c", "listen_addresses=", "-c",
+                                        "synchronous_standby_names="})));
   st = WaitAccepting(std::chrono::seconds(60));
   if (st.ok()) st = BootstrapRoles();
   if (!temp.SignalAndWait(SIGINT, std::chrono::seconds(60))) {
@@ -247,10 +251,9 @@ Status PostgresNode::BootstrapRoles() {
   // the replication role instead of a superuser (as CloudNativePG does).
   return conn.ExecScript(
       "CREATE ROLE " + role + " WITH REPLICATION LOGIN PASSWORD " + lit + ";\n" +
-      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + role +
-      ";\n" + "GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO " + role +
-      ";\n" + "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO " + role +
-      ";\n" +
+      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_ls_dir(text, boolean, boolean) TO " + role + ";\n" +
+      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_stat_file(text, boolean) TO " + role + ";\n" +
+      "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text) TO " + role + ";\n" +
       "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) "
       "TO " +
       role + ";\nCHECKPOINT;");
@@ -263,11 +266,13 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
   PETREL_RETURN_IF_ERROR(ClearIncomplete(clone_dir_));
   PETREL_RETURN_IF_ERROR(EnsureDirectory(clone_dir_, 0700, o_.run_as));
 
-  std::vector<std::string> args = {"-D", clone_dir_,
-                                   "-h", spec.primary->host,
-                                   "-p", std::to_string(spec.primary->port),
-                                   "-U", kReplicationUser,
-                                   "-w", "-X", "stream", "-c", "fast"};
+  std::vector<std::string> args = {"-D",     clone_dir_,
+                                   "-h",     spec.primary->host,
+                                   "-p",     std::to_string(spec.primary->port),
+                                   "-U",     kReplicationUser,
+                                   "-w",     "-X",
+                                   "stream", "-c",
+                                   "fast"};
   if (!spec.slot_name.empty()) {
     // Use the slot the primary keeps for us, or create it with the backup.
     PETREL_ASSIGN_OR_RETURN(PgConn primary, ConnectPrimary(*spec.primary));
@@ -278,9 +283,9 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
     args.push_back("-S");
     args.push_back(spec.slot_name);
   }
-  Status st = RunPg("pg_basebackup from " + spec.primary->host + ":" +
-                        std::to_string(spec.primary->port),
-                    "pg_basebackup", args);
+  Status st =
+      RunPg("pg_basebackup from " + spec.primary->host + ":" + std::to_string(spec.primary->port),
+            "pg_basebackup", args);
   if (!st.ok()) {
     (void)ClearIncomplete(clone_dir_);
     return st;
@@ -305,8 +310,7 @@ Status PostgresNode::CheckSourceIsPrimary(const Endpoint& primary) {
   return Status::Ok();
 }
 
-Result<bool> PostgresNode::CheckDiverged(const InstanceSpec& spec,
-                                         const LocalWalPosition& local) {
+Result<bool> PostgresNode::CheckDiverged(const InstanceSpec& spec, const LocalWalPosition& local) {
   PETREL_ASSIGN_OR_RETURN(PgConn conn, ConnectPrimary(*spec.primary));
   PETREL_ASSIGN_OR_RETURN(
       PgRows r, conn.Exec("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
@@ -363,9 +367,10 @@ void PostgresNode::UpdateDivergence(const InstanceSpec& spec, const ObservedInst
     return;
   }
   if (*d && !diverged_) {
-    spdlog::warn("this replica's WAL goes past the point where {}:{} forked its timeline; it "
-                 "must be rewound",
-                 spec.primary->host, spec.primary->port);
+    spdlog::warn(
+        "this replica's WAL goes past the point where {}:{} forked its timeline; it "
+        "must be rewound",
+        spec.primary->host, spec.primary->port);
   }
   diverged_ = *d;
 }
@@ -379,9 +384,9 @@ Status PostgresNode::Rewind(const InstanceSpec& spec) {
                                  {"user", kReplicationUser},
                                  {"dbname", "postgres"},
                                  {"passfile", passfile_}});
-  Status st = RunPg("pg_rewind from " + spec.primary->host + ":" +
-                        std::to_string(spec.primary->port),
-                    "pg_rewind", {"-D", o_.pgdata, "--source-server=" + source});
+  Status st =
+      RunPg("pg_rewind from " + spec.primary->host + ":" + std::to_string(spec.primary->port),
+            "pg_rewind", {"-D", o_.pgdata, "--source-server=" + source});
   if (!st.ok()) {
     // A source we could not reach is worth retrying; anything else means re-clone.
     if (st.message().find("could not connect") == std::string::npos) rewind_failed_ = true;
@@ -407,10 +412,8 @@ Status PostgresNode::Reclone(const InstanceSpec& spec, std::string* moved_to) {
 Status PostgresNode::WriteConfigIn(const std::string& dir, const InstanceSpec& spec) {
   ConfigInputs in = Inputs();
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/" + kPetrelConfFile,
-                                         RenderConf(DesiredParameters(spec, in)), 0600,
-                                         o_.run_as));
-  PETREL_RETURN_IF_ERROR(
-      WriteFileAtomic(dir + "/pg_hba.conf", RenderHba(spec), 0600, o_.run_as));
+                                         RenderConf(DesiredParameters(spec, in)), 0600, o_.run_as));
+  PETREL_RETURN_IF_ERROR(WriteFileAtomic(dir + "/pg_hba.conf", RenderHba(spec), 0600, o_.run_as));
   std::string conf_path = dir + "/postgresql.conf";
   PETREL_ASSIGN_OR_RETURN(auto conf, ReadFileIfExists(conf_path));
   std::string want = WithPetrelInclude(conf.value_or(""));
@@ -462,13 +465,24 @@ Status PostgresNode::Promote() {
   return Status::Ok();
 }
 
+namespace {
+
+// The physical slots this instance should hold: the spec's list on a primary; none on a
+// replica (a slot left from its time as primary would hold WAL on it forever).
+std::set<std::string> WantedSlots(const InstanceSpec& spec) {
+  if (spec.role != InstanceRole::kPrimary) return {};
+  return std::set<std::string>(spec.replication_slots.begin(), spec.replication_slots.end());
+}
+
+}  // namespace
+
 Status PostgresNode::SyncSlots(const InstanceSpec& spec) {
   PgConn* c = Admin();
   if (!c) return UnavailableError("slots: postgres is not accepting connections");
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       c->Exec("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'"));
-  std::set<std::string> want(spec.replication_slots.begin(), spec.replication_slots.end());
+  std::set<std::string> want = WantedSlots(spec);
   std::set<std::string> have;
   for (int i = 0; i < rows.size(); ++i) {
     std::string name = rows.GetOr(i, 0);
@@ -529,11 +543,11 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
     f.lag_bytes = 0;
   }
 
-  if (f.role == InstanceRole::kPrimary && spec.role == InstanceRole::kPrimary) {
-    auto slots = c->Exec(
-        "SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'");
+  if (f.role == spec.role) {
+    auto slots =
+        c->Exec("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'");
     if (slots.ok()) {
-      std::set<std::string> want(spec.replication_slots.begin(), spec.replication_slots.end());
+      std::set<std::string> want = WantedSlots(spec);
       std::set<std::string> have;
       for (int i = 0; i < slots->size(); ++i) {
         std::string name = slots->GetOr(i, 0);
@@ -565,9 +579,8 @@ ObservedInstance PostgresNode::Observe(const InstanceSpec& spec, bool has_spec, 
       ++crashes_;
       auto backoff = std::chrono::seconds(std::min(30, 1 << std::min(crashes_ - 1, 5)));
       restart_after_ = clock_.Now() + backoff;
-      last_crash_ = "postgres exited unexpectedly (" + DescribeWaitStatus(*status) +
-                    "); restart " + std::to_string(crashes_) + " in " +
-                    std::to_string(backoff.count()) + "s";
+      last_crash_ = "postgres exited unexpectedly (" + DescribeWaitStatus(*status) + "); restart " +
+                    std::to_string(crashes_) + " in " + std::to_string(backoff.count()) + "s";
       spdlog::warn("{}", last_crash_);
     }
   }

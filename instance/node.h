@@ -39,7 +39,7 @@ struct NodeOptions {
   std::optional<RunAs> run_as;  // nullopt: children run as this process's user
   std::string superuser_password;
   std::string replication_password;
-  std::chrono::seconds stop_timeout{60};      // fast shutdown, then immediate
+  std::chrono::seconds stop_timeout{60};         // fast shutdown, then immediate
   std::chrono::seconds bootstrap_timeout{7200};  // initdb / pg_basebackup / pg_rewind
 };
 
@@ -91,8 +91,7 @@ class PostgresNode {
   ConfigInputs Inputs() const;
   Status WriteConfigIn(const std::string& dir, const InstanceSpec& spec);
   Command PgCommand(const std::string& program, std::vector<std::string> args) const;
-  Status RunPg(const std::string& what, const std::string& program,
-               std::vector<std::string> args);
+  Status RunPg(const std::string& what, const std::string& program, std::vector<std::string> args);
   Result<PgConn> AdminConnect(std::chrono::seconds timeout = std::chrono::seconds(2));
   PgConn* Admin();
   Result<PgConn> ConnectPrimary(const Endpoint& primary);
@@ -107,8 +106,7 @@ class PostgresNode {
   // Whether this replica's WAL went past the point where `spec.primary`'s timeline forked
   // from ours (so it can never stream from it without a rewind).
   Result<bool> CheckDiverged(const InstanceSpec& spec, const LocalWalPosition& local);
-  void UpdateDivergence(const InstanceSpec& spec, const ObservedInstance& o,
-                        const SqlFacts& facts);
+  void UpdateDivergence(const InstanceSpec& spec, const ObservedInstance& o, const SqlFacts& facts);
 
   NodeOptions o_;
   const std::atomic<bool>* cancel_;

@@ -4,17 +4,28 @@ namespace petrel {
 
 const char* ActionName(ActionKind kind) {
   switch (kind) {
-    case ActionKind::kNone: return "none";
-    case ActionKind::kWait: return "wait";
-    case ActionKind::kInitdb: return "initdb";
-    case ActionKind::kClone: return "clone";
-    case ActionKind::kWriteConfig: return "write-config";
-    case ActionKind::kStart: return "start";
-    case ActionKind::kStop: return "stop";
-    case ActionKind::kPromote: return "promote";
-    case ActionKind::kRewind: return "rewind";
-    case ActionKind::kReclone: return "reclone";
-    case ActionKind::kSyncSlots: return "sync-slots";
+    case ActionKind::kNone:
+      return "none";
+    case ActionKind::kWait:
+      return "wait";
+    case ActionKind::kInitdb:
+      return "initdb";
+    case ActionKind::kClone:
+      return "clone";
+    case ActionKind::kWriteConfig:
+      return "write-config";
+    case ActionKind::kStart:
+      return "start";
+    case ActionKind::kStop:
+      return "stop";
+    case ActionKind::kPromote:
+      return "promote";
+    case ActionKind::kRewind:
+      return "rewind";
+    case ActionKind::kReclone:
+      return "reclone";
+    case ActionKind::kSyncSlots:
+      return "sync-slots";
   }
   return "unknown";
 }
@@ -38,7 +49,8 @@ InstanceAction PlanBootstrap(const InstanceSpec& spec) {
     case BootstrapMethod::kSnapshot:
       return Act(ActionKind::kWait,
                  "bootstrap from a snapshot is not supported by this version of petrel instance");
-    case BootstrapMethod::kNone: break;
+    case BootstrapMethod::kNone:
+      break;
   }
   return Act(ActionKind::kWait, "the volume is empty and the spec says bootstrap none: waiting");
 }
@@ -71,8 +83,8 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     if (o.rewind_failed) {
       return Act(ActionKind::kReclone, "pg_rewind failed: cloning again from the primary");
     }
-    return Act(ActionKind::kRewind, "rewinding onto the timeline of " + spec.primary->host +
-                                        ":" + std::to_string(spec.primary->port));
+    return Act(ActionKind::kRewind, "rewinding onto the timeline of " + spec.primary->host + ":" +
+                                        std::to_string(spec.primary->port));
   }
 
   if (spec.role == InstanceRole::kPrimary && o.accepting && o.sql_role == InstanceRole::kReplica) {
@@ -90,8 +102,7 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     return Act(ActionKind::kStart, "starting postgres");
   }
   if (!o.accepting) return Act(ActionKind::kWait, "waiting for postgres to accept connections");
-  if (spec.role == InstanceRole::kPrimary && o.sql_role == InstanceRole::kPrimary &&
-      !o.slots_current) {
+  if (o.sql_role == spec.role && !o.slots_current) {
     return Act(ActionKind::kSyncSlots, "reconciling replication slots");
   }
   return Act(ActionKind::kNone, "running as " + std::string(RoleName(spec.role)));

@@ -24,11 +24,11 @@ struct ObservedInstance {
   bool postgres_running = false;  // the supervised postgres process is alive
   bool accepting = false;         // the admin connection answered
   InstanceRole sql_role = InstanceRole::kNone;  // pg_is_in_recovery(), when accepting
-  bool config_current = false;    // petrel.conf, pg_hba.conf and the include match the spec
+  bool config_current = false;      // petrel.conf, pg_hba.conf and the include match the spec
   bool in_restart_backoff = false;  // postgres exited unexpectedly and the backoff runs
-  bool slots_current = true;      // primary: physical slots match spec.replication_slots
-  bool diverged = false;          // replica: cannot follow its primary's timeline
-  bool rewind_failed = false;     // the last pg_rewind failed: re-clone instead
+  bool slots_current = true;        // physical slots match the spec (none on a replica)
+  bool diverged = false;            // replica: cannot follow its primary's timeline
+  bool rewind_failed = false;       // the last pg_rewind failed: re-clone instead
 };
 
 enum class ActionKind {
@@ -42,7 +42,7 @@ enum class ActionKind {
   kPromote,      // pg_promote()
   kRewind,       // pg_rewind from spec.primary, write standby.signal
   kReclone,      // move PGDATA aside (kept, renamed) and clone again
-  kSyncSlots,    // create missing / drop inactive unlisted physical slots
+  kSyncSlots,    // create missing / drop inactive unlisted physical slots (replicas keep none)
 };
 const char* ActionName(ActionKind kind);
 

@@ -52,8 +52,8 @@ void WriteAll(int fd, const char* msg) {
 }
 
 // Runs in the forked child: only async-signal-safe calls from here to execve.
-[[noreturn]] void ExecChild(const Command& c, const ExecArgs& args, int output_fd,
-                            int death_signal, pid_t parent) {
+[[noreturn]] void ExecChild(const Command& c, const ExecArgs& args, int output_fd, int death_signal,
+                            pid_t parent) {
   sigset_t none;
   sigemptyset(&none);
   // The parent blocks SIGTERM/SIGINT for its sigwait loop; masks survive execve.
@@ -221,7 +221,8 @@ ChildProcess::~ChildProcess() {
 }
 
 Status ChildProcess::Start(const Command& command) {
-  if (pid_ > 0) return InternalError("child process already running (pid " + std::to_string(pid_) + ")");
+  if (pid_ > 0)
+    return InternalError("child process already running (pid " + std::to_string(pid_) + ")");
   if (command.argv.empty()) return InvalidError("empty command");
   ExecArgs args(command);
   pid_t parent = getpid();

@@ -38,15 +38,17 @@ Status ValidateInstanceOptions(const InstanceOptions& o) {
                         o.listen_address);
   }
   if (o.listen_address == "127.0.0.1" && o.port == kPostgresPort) {
-    return InvalidError("--listen-address 127.0.0.1 with port 5432 would collide with a local "
-                        "Postgres; use this instance's own loopback IP (127.0.x.y) or --port");
+    return InvalidError(
+        "--listen-address 127.0.0.1 with port 5432 would collide with a local "
+        "Postgres; use this instance's own loopback IP (127.0.x.y) or --port");
   }
   if (!o.api_address.empty() && !IsIpAddress(o.api_address)) {
     return InvalidError("--api-address " + o.api_address + " is not an IP address");
   }
   if (o.api_token.empty()) {
-    return InvalidError("PETREL_API_TOKEN is not set; the instance API needs it to authorise "
-                        "PUT /spec");
+    return InvalidError(
+        "PETREL_API_TOKEN is not set; the instance API needs it to authorise "
+        "PUT /spec");
   }
   if (o.superuser_password.empty()) {
     return InvalidError("PETREL_SUPERUSER_PASSWORD is not set (the postgres superuser password)");
@@ -101,8 +103,7 @@ int RunInstance(InstanceOptions o) {
 
   auto server = HttpServer::Listen(o.api_address, o.api_port, 4);
   if (!server.ok()) {
-    std::fprintf(stderr, "petrel instance: instance API: %s\n",
-                 server.status().message().c_str());
+    std::fprintf(stderr, "petrel instance: instance API: %s\n", server.status().message().c_str());
     return 1;
   }
   InstanceApi api(manager, o.api_token);

@@ -23,7 +23,7 @@ struct InstanceOptions {
   std::string api_address;  // defaults to listen_address
   uint16_t api_port = kInstanceApiPort;
   int pg_major = 15;
-  std::string bin_dir;      // defaults to /usr/lib/postgresql/<pg_major>/bin
+  std::string bin_dir;  // defaults to /usr/lib/postgresql/<pg_major>/bin
   std::string run_as = "postgres";
   // From the environment, never from flags (command lines are visible to every user).
   std::string superuser_password;

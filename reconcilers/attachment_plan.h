@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "api/attachment.h"
+#include "core/base64.h"
 #include "core/object.h"
 #include "reconcilers/pg_admin.h"
 
@@ -75,9 +76,6 @@ std::map<std::string, std::string> ConnectionSecretData(const ConnectionDetails&
 Json DesiredSecret(const Json& attachment, const std::string& name, const std::string& cluster,
                    const std::map<std::string, std::string>& data);
 
-// Base64 for Secret data.
-std::string Base64Encode(std::string_view in);
-std::optional<std::string> Base64Decode(std::string_view in);
 // A Secret's data[key] decoded; nullopt when absent or malformed.
 std::optional<std::string> SecretValue(const Json& secret, const std::string& key);
 

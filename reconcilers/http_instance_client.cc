@@ -1,39 +1,11 @@
 #include "reconcilers/http_instance_client.h"
 
+#include "core/base64.h"
 #include "net/http.h"
 #include "reconcilers/cluster_plan.h"
 
 namespace petrel {
 
-bool DecodeBase64(const std::string& in, std::string* out) {
-  auto value = [](char c) -> int {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+' || c == '-') return 62;
-    if (c == '/' || c == '_') return 63;
-    return -1;
-  };
-  std::string result;
-  uint32_t acc = 0;
-  int bits = 0;
-  size_t i = 0;
-  for (; i < in.size() && in[i] != '='; ++i) {
-    int v = value(in[i]);
-    if (v < 0) return false;
-    acc = (acc << 6) | static_cast<uint32_t>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      result += static_cast<char>((acc >> bits) & 0xFF);
-    }
-  }
-  for (; i < in.size(); ++i) {
-    if (in[i] != '=') return false;
-  }
-  *out = std::move(result);
-  return true;
-}
 
 HttpInstanceClient::HttpInstanceClient(const ObjectReader& reader,
                                        std::chrono::milliseconds timeout, uint16_t api_port)
@@ -73,12 +45,14 @@ Result<std::string> HttpInstanceClient::Token(const Json& pod) const {
   ObjectPtr secret = reader_.Get(resources::kSecret, {meta::Namespace(pod), name});
   if (!secret) return UnavailableError("Secret " + name + " does not exist yet");
   const Json& data = secret->contains("data") ? (*secret)["data"] : Json();
-  std::string token;
-  if (!data.is_object() || !data.contains("password") || !data["password"].is_string() ||
-      !DecodeBase64(data["password"].get<std::string>(), &token) || token.empty()) {
+  std::optional<std::string> token;
+  if (data.is_object() && data.contains("password") && data["password"].is_string()) {
+    token = Base64Decode(data["password"].get<std::string>());
+  }
+  if (!token || token->empty()) {
     return InternalError("Secret " + name + " has no usable key \"password\"");
   }
-  return token;
+  return *token;
 }
 
 Result<InstanceStatus> HttpInstanceClient::GetStatus(const Json& pod) {

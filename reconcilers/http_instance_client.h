@@ -34,7 +34,4 @@ class HttpInstanceClient : public InstanceClient {
   uint16_t api_port_;
 };
 
-// RFC 4648 base64 (Secret .data values); false when malformed.
-bool DecodeBase64(const std::string& in, std::string* out);
-
 }  // namespace petrel

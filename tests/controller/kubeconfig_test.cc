@@ -274,21 +274,6 @@ TEST_F(InClusterTest, OutsideAPodOrWithoutTokenIsAClearError) {
   EXPECT_THAT(r.status().message(), HasSubstr(dir_ + "/nothing/token"));
 }
 
-TEST(Base64Test, DecodesStandardAlphabetAndRejectsGarbage) {
-  const std::vector<std::pair<std::string, std::string>> good = {
-      {"", ""}, {"YQ==", "a"}, {"YWI=", "ab"}, {"YWJj", "abc"}, {"YWJj\nZA==", "abcd"},
-      {"YQ", "a"}, {"+/8=", "\xfb\xff"},
-  };
-  for (const auto& [in, want] : good) {
-    std::string out;
-    EXPECT_TRUE(DecodeBase64(in, &out)) << in;
-    EXPECT_EQ(out, want) << in;
-  }
-  for (const std::string bad : {"Y", "YQ==YQ", "a*b", "YQ==="}) {
-    std::string out;
-    EXPECT_FALSE(DecodeBase64(bad, &out)) << bad;
-  }
-}
 
 }  // namespace
 }  // namespace petrel

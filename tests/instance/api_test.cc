@@ -1,10 +1,9 @@
 #include "instance/api.h"
 
+#include <gtest/gtest.h>
 #include <stdlib.h>
 
 #include <filesystem>
-
-#include <gtest/gtest.h>
 
 namespace petrel {
 namespace {

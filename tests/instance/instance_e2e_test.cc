@@ -3,6 +3,7 @@
 // recovery, shutdown, and the API's handling of bad input. Run as root in CI, so the drop of
 // privileges to the postgres user is exercised. Each instance gets its own loopback address.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -18,8 +19,6 @@
 #include <random>
 #include <sstream>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "api/instance.h"
 #include "instance/process.h"
@@ -109,8 +108,8 @@ class InstanceProcess {
   void Start() {
     std::ostringstream cmd;
     cmd << "exec '" << Binary() << "' instance --name " << name_ << " --cluster e2e --pgdata "
-        << pgdata_ << " --listen-address " << address_ << " --port " << pg_port_
-        << " --api-port " << api_port_ << " >>" << log_ << " 2>&1";
+        << pgdata_ << " --listen-address " << address_ << " --port " << pg_port_ << " --api-port "
+        << api_port_ << " >>" << log_ << " 2>&1";
     Command c;
     c.argv = {"/bin/sh", "-c", cmd.str()};
     c.env = {"PATH=/usr/bin:/bin", std::string("PETREL_SUPERUSER_PASSWORD=") + kSuperPassword,
@@ -139,13 +138,15 @@ class InstanceProcess {
     HttpCallOptions opts;
     opts.timeout = std::chrono::milliseconds(5000);
     if (!token.empty()) opts.headers["authorization"] = "Bearer " + token;
-    auto r = HttpCall(method, "http://" + address_ + ":" + std::to_string(api_port_) + path, body,
-                      opts);
+    auto r =
+        HttpCall(method, "http://" + address_ + ":" + std::to_string(api_port_) + path, body, opts);
     if (!r.ok()) return HttpResponse{599, "", {}, r.status().ToString()};
     return *r;
   }
 
-  HttpResponse PutSpec(const InstanceSpec& spec) { return Call("PUT", "/spec", spec.ToJson().dump()); }
+  HttpResponse PutSpec(const InstanceSpec& spec) {
+    return Call("PUT", "/spec", spec.ToJson().dump());
+  }
 
   InstanceStatus Status() {
     HttpResponse r = Call("GET", "/status");
@@ -263,7 +264,8 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   {
     auto c = a.Sql();
     ASSERT_TRUE(c.ok()) << c.status().ToString();
-    ASSERT_TRUE(c->ExecScript("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1);").ok());
+    ASSERT_TRUE(
+        c->ExecScript("CREATE TABLE t (id int primary key); INSERT INTO t VALUES (1);").ok());
   }
 
   // Replica cloned from it, streaming through its slot.
@@ -297,7 +299,10 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   ASSERT_TRUE(b.WaitReady(InstanceRole::kPrimary, 2)) << b.Log();
   EXPECT_GE(b.Status().timeline, 2);
   ASSERT_TRUE(b.Sql().ok());
-  { auto c = b.Sql(); ASSERT_TRUE(c->ExecScript("INSERT INTO t VALUES (2)").ok()); }
+  {
+    auto c = b.Sql();
+    ASSERT_TRUE(c->ExecScript("INSERT INTO t VALUES (2)").ok());
+  }
   {
     // Written on the old primary after the promotion: it is on the abandoned timeline.
     auto c = a.Sql();
@@ -312,26 +317,38 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   pa.replication_slots = {};
   ASSERT_EQ(a.PutSpec(pa).status, 202);
   ASSERT_TRUE(a.WaitReady(InstanceRole::kReplica, 2)) << a.Log();
-  { auto c = b.Sql(); ASSERT_TRUE(c->ExecScript("INSERT INTO t VALUES (3)").ok()); }
-  EXPECT_TRUE(WaitFor([&] { return a.Query("SELECT string_agg(id::text, ',' ORDER BY id) FROM t") ==
-                                   "1,2,3"; },
-                      seconds(30)))
+  {
+    auto c = b.Sql();
+    ASSERT_TRUE(c->ExecScript("INSERT INTO t VALUES (3)").ok());
+  }
+  EXPECT_TRUE(WaitFor(
+      [&] { return a.Query("SELECT string_agg(id::text, ',' ORDER BY id) FROM t") == "1,2,3"; },
+      seconds(30)))
       << a.Query("SELECT string_agg(id::text, ',' ORDER BY id) FROM t");
   EXPECT_EQ(b.Query("SELECT state FROM pg_stat_replication WHERE application_name = 'db-1'"),
             "streaming");
   EXPECT_EQ(a.Status().timeline, b.Status().timeline);
+  EXPECT_EQ(b.Query("SELECT active FROM pg_replication_slots WHERE slot_name = 'db_1'"), "t");
+  // The slot the old primary kept for db-2 would hold WAL on the new replica forever.
+  EXPECT_TRUE(WaitFor([&] { return a.Query("SELECT count(*) FROM pg_replication_slots") == "0"; },
+                      seconds(30)));
   // Rewound in place: no data directory was moved aside for a re-clone.
   for (const auto& e : fs::directory_iterator(a.volume())) {
     EXPECT_EQ(e.path().filename().string().rfind("pgdata.", 0), std::string::npos)
-        << e.path() << "\n" << a.Status().message;
+        << e.path() << "\n"
+        << a.Status().message;
   }
 
   // Fence stops postgres and keeps it stopped; unfence starts it again.
   pa.generation = 3;
   pa.fenced = true;
   ASSERT_EQ(a.PutSpec(pa).status, 202);
-  ASSERT_TRUE(WaitFor([&] { InstanceStatus s = a.Status(); return s.fenced && !s.running; },
-                      seconds(60)))
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        InstanceStatus s = a.Status();
+        return s.fenced && !s.running;
+      },
+      seconds(60)))
       << a.Log();
   EXPECT_FALSE(a.Sql().ok());
   EXPECT_EQ(a.Call("GET", "/readyz").status, 503);
@@ -344,13 +361,21 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   pid_t victim = b.PostmasterPid();
   ASSERT_GT(victim, 0);
   ASSERT_EQ(kill(victim, SIGKILL), 0);
-  ASSERT_TRUE(WaitFor([&] { pid_t p = b.PostmasterPid(); return p > 0 && p != victim; },
-                      seconds(60)))
+  ASSERT_TRUE(WaitFor(
+      [&] {
+        pid_t p = b.PostmasterPid();
+        return p > 0 && p != victim;
+      },
+      seconds(60)))
       << b.Log();
   ASSERT_TRUE(b.WaitReady(InstanceRole::kPrimary, 2)) << b.Log();
-  { auto c = b.Sql(); ASSERT_TRUE(c.ok()); EXPECT_TRUE(c->ExecScript("INSERT INTO t VALUES (4)").ok()); }
-  EXPECT_TRUE(WaitFor([&] { return a.Query("SELECT count(*) FROM t WHERE id = 4") == "1"; },
-                      seconds(30)));
+  {
+    auto c = b.Sql();
+    ASSERT_TRUE(c.ok());
+    EXPECT_TRUE(c->ExecScript("INSERT INTO t VALUES (4)").ok());
+  }
+  EXPECT_TRUE(
+      WaitFor([&] { return a.Query("SELECT count(*) FROM t WHERE id = 4") == "1"; }, seconds(30)));
 
   // SIGTERM: clean shutdown and exit 0; a restart resumes from the saved spec alone.
   EXPECT_EQ(a.Terminate(), 0);
@@ -399,11 +424,11 @@ TEST_F(InstanceE2eTest, MissingSecretsAndWildcardAddressAreRefused) {
   EXPECT_NE(no_token->output.find("PETREL_API_TOKEN is not set"), std::string::npos)
       << no_token->output;
 
-  auto wildcard = RunPetrel({"--name", "db-1", "--pgdata", dir_.path() + "/x/pgdata",
-                             "--listen-address", "0.0.0.0"},
-                            {std::string("PETREL_SUPERUSER_PASSWORD=") + kSuperPassword,
-                             std::string("PETREL_REPLICATION_PASSWORD=") + kReplPassword,
-                             std::string("PETREL_API_TOKEN=") + kToken});
+  auto wildcard = RunPetrel(
+      {"--name", "db-1", "--pgdata", dir_.path() + "/x/pgdata", "--listen-address", "0.0.0.0"},
+      {std::string("PETREL_SUPERUSER_PASSWORD=") + kSuperPassword,
+       std::string("PETREL_REPLICATION_PASSWORD=") + kReplPassword,
+       std::string("PETREL_API_TOKEN=") + kToken});
   ASSERT_TRUE(wildcard.ok());
   EXPECT_EQ(wildcard->exit_code, 2);
   EXPECT_NE(wildcard->output.find("not the wildcard"), std::string::npos) << wildcard->output;

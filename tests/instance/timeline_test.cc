@@ -27,8 +27,9 @@ TEST(ControlDataTest, ParsesKeysWithColonsAndSpaces) {
 }
 
 TEST(SwitchPointTest, FindsTheAncestorTimeline) {
-  std::string history = "1\t0/3009588\tno recovery target specified\n"
-                        "2\t0/5000060\tno recovery target specified\n";
+  std::string history =
+      "1\t0/3009588\tno recovery target specified\n"
+      "2\t0/5000060\tno recovery target specified\n";
   EXPECT_EQ(SwitchPoint(history, 1), 0x3009588u);
   EXPECT_EQ(SwitchPoint(history, 2), 0x5000060u);
   EXPECT_FALSE(SwitchPoint(history, 3).has_value());

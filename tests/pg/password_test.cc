@@ -1,8 +1,8 @@
 #include "pg/password.h"
 
-#include <regex>
-
 #include <gtest/gtest.h>
+
+#include <regex>
 
 namespace petrel {
 namespace {

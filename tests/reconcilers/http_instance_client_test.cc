@@ -132,14 +132,6 @@ TEST_F(HttpInstanceClientTest, SilentInstanceTimesOut) {
       << s.status().ToString();
 }
 
-TEST(DecodeBase64, Rfc4648) {
-  std::string out;
-  ASSERT_TRUE(DecodeBase64("aGVsbG8=", &out));
-  EXPECT_EQ(out, "hello");
-  ASSERT_TRUE(DecodeBase64("", &out));
-  EXPECT_EQ(out, "");
-  EXPECT_FALSE(DecodeBase64("a$b", &out));
-}
 
 }  // namespace
 }  // namespace petrel
