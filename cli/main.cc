@@ -1,12 +1,15 @@
 // The single `petrel` binary. Each subcommand lives with the component it runs; this file
 // only wires them into CLI11.
 #include <cstdio>
+#include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
 #include "cli/controller_command.h"
 #include "cli/instance_command.h"
 #include "cli/local_command.h"
+#include "cli/plugin_command.h"
 #include "cli/version.h"
 
 int main(int argc, char** argv) {
@@ -20,6 +23,12 @@ int main(int argc, char** argv) {
   petrel::AddInstanceCommand(app);
   petrel::AddLocalCommand(app);
 
-  CLI11_PARSE(app, argc, argv);
-  return 0;
+  int exit_code = 0;
+  petrel::AddKubectlPluginCommands(app, &exit_code);
+
+  std::vector<std::string> args = petrel::PluginArguments(argc, argv);
+  std::vector<char*> arg_ptrs;
+  for (auto& a : args) arg_ptrs.push_back(a.data());
+  CLI11_PARSE(app, static_cast<int>(arg_ptrs.size()), arg_ptrs.data());
+  return exit_code;
 }

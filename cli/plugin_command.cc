@@ -1,0 +1,606 @@
+#include "cli/plugin_command.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <functional>
+#include <iostream>
+#include <memory>
+#include <optional>
+
+#include "api/attachment.h"
+#include "cli/plugin/output.h"
+#include "cli/plugin/views.h"
+#include "controller/http_kube_client.h"
+#include "controller/kubeconfig.h"
+#include "core/object.h"
+#include "core/status.h"
+#include "core/types.h"
+#include "pg/attach_sql.h"
+#include "pg/conn.h"
+
+namespace petrel {
+namespace {
+
+using plugin::OutputFormat;
+
+struct GlobalFlags {
+  std::string kubeconfig;
+  std::string context;
+  std::string namespace_;
+  std::string output;
+  bool all_namespaces = false;
+};
+
+// An open connection to the API plus the resolved namespace and output format.
+struct Session {
+  std::unique_ptr<HttpKubeClient> client;
+  std::string namespace_;
+  OutputFormat format = OutputFormat::kTable;
+  bool all_namespaces = false;
+};
+
+Result<Session> OpenSession(const GlobalFlags& flags) {
+  Session session;
+  PETREL_ASSIGN_OR_RETURN(session.format, plugin::ParseOutputFormat(flags.output));
+  Result<KubeConfig> config = InternalError("unset");
+  if (!flags.kubeconfig.empty()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(flags.kubeconfig, ec)) {
+      return NotFoundError("kubeconfig file \"" + flags.kubeconfig +
+                           "\" does not exist; pass an existing file with --kubeconfig");
+    }
+    config = LoadKubeconfigFiles({flags.kubeconfig}, flags.context);
+  } else {
+    config = LoadKubeconfig(flags.context);
+  }
+  if (!config.ok()) {
+    return config.status().Annotate(
+        "loading kubeconfig (set --kubeconfig or $KUBECONFIG, or pick one with --context)");
+  }
+  HttpKubeClientOptions options;
+  options.request_timeout = std::chrono::seconds(20);
+  options.max_attempts = 3;
+  options.user_agent = kKubectlPluginName;
+  PETREL_ASSIGN_OR_RETURN(session.client, HttpKubeClient::Create(*config, options));
+  session.namespace_ = flags.namespace_.empty() ? config->namespace_ : flags.namespace_;
+  if (session.namespace_.empty()) session.namespace_ = "default";
+  session.all_namespaces = flags.all_namespaces;
+  return session;
+}
+
+// The cluster, or an error that says what is missing: the CRD, the namespace or the cluster.
+Result<Json> GetCluster(Session& s, const std::string& name) {
+  auto cluster = s.client->Get(resources::kPostgresCluster, {s.namespace_, name});
+  if (cluster.ok() || cluster.status().code() != Code::kNotFound) {
+    if (!cluster.ok()) return cluster.status().Annotate("reading PostgresCluster " + name);
+    return cluster;
+  }
+  auto group = s.client->RawGet("/apis/petrel.dev/v1alpha1");
+  if (!group.ok() && group.status().code() == Code::kNotFound) {
+    return NotFoundError(
+        "the PostgresCluster API (petrel.dev/v1alpha1) is not installed in this Kubernetes "
+        "cluster; install Petrel's CRDs first (kubectl apply -f crds/)");
+  }
+  auto ns = s.client->Get(resources::kNamespace, {"", s.namespace_});
+  if (!ns.ok() && ns.status().code() == Code::kNotFound) {
+    return NotFoundError("namespace \"" + s.namespace_ +
+                         "\" does not exist; list clusters everywhere with: kubectl petrel list -A");
+  }
+  return NotFoundError(plugin::ClusterNotFoundMessage(name, s.namespace_));
+}
+
+// Attachments that reference `cluster`, from every namespace the caller may list.
+Result<std::vector<Json>> AttachmentsOf(Session& s, const ObjectKey& cluster, std::string* note) {
+  auto all = s.client->ListAll(resources::kPostgresAttachment, "", {});
+  if (!all.ok() && all.status().code() == Code::kForbidden) {
+    *note = "attachments listed in namespace " + cluster.namespace_ +
+            " only (no permission to list them in all namespaces)";
+    all = s.client->ListAll(resources::kPostgresAttachment, cluster.namespace_, {});
+  }
+  if (!all.ok()) return all.status().Annotate("listing PostgresAttachments");
+  std::vector<Json> out;
+  for (auto& a : all->items) {
+    if (plugin::AttachmentReferences(a, cluster)) out.push_back(std::move(a));
+  }
+  return out;
+}
+
+std::string SecretValue(const Json& secret, const std::string& key) {
+  std::string decoded;
+  if (!secret.contains("data") || !secret["data"].contains(key) ||
+      !secret["data"][key].is_string() ||
+      !DecodeBase64(secret["data"][key].get<std::string>(), &decoded)) {
+    return "";
+  }
+  return decoded;
+}
+
+struct SuperuserLogin {
+  std::string user;
+  std::string password;  // secret: never printed
+};
+
+Result<SuperuserLogin> ReadSuperuser(Session& s, const std::string& cluster) {
+  std::string name = cluster + "-superuser";
+  auto secret = s.client->Get(resources::kSecret, {s.namespace_, name});
+  if (!secret.ok()) {
+    return secret.status().Annotate("cannot read Secret " + s.namespace_ + "/" + name);
+  }
+  SuperuserLogin login{SecretValue(*secret, "username"), SecretValue(*secret, "password")};
+  if (login.user.empty()) login.user = kPostgresSuperuser;
+  if (login.password.empty()) {
+    return InvalidError("Secret " + s.namespace_ + "/" + name + " has no data.password");
+  }
+  return login;
+}
+
+// Reads the live catalog when the superuser Secret is readable and the primary's Service has a
+// loopback address (local mode); otherwise says why not.
+plugin::CatalogSources ReadCatalog(Session& s, const std::string& cluster) {
+  plugin::CatalogSources sources;
+  auto login = ReadSuperuser(s, cluster);
+  if (!login.ok()) {
+    sources.note = login.status().message();
+    return sources;
+  }
+  auto svc = s.client->Get(resources::kService, {s.namespace_, cluster + "-rw"});
+  if (!svc.ok()) {
+    sources.note = svc.status().Annotate("cannot read Service " + cluster + "-rw").message();
+    return sources;
+  }
+  auto address = plugin::ServiceAddress(*svc);
+  if (!address.ok()) {
+    sources.note = address.status().message();
+    return sources;
+  }
+  auto [host, port] = *address;
+  if (!plugin::IsLoopbackHost(host)) {
+    sources.note = "Service " + cluster + "-rw (" + host +
+                   ") is not a loopback address reachable from here";
+    return sources;
+  }
+  PgConnectOptions options;
+  options.connect_timeout = std::chrono::seconds(5);
+  options.statement_timeout = std::chrono::seconds(10);
+  options.application_name = kKubectlPluginName;
+  auto conn = PgConn::Connect(ConnInfo({{"host", host},
+                                        {"port", std::to_string(port)},
+                                        {"user", login->user},
+                                        {"dbname", "postgres"}}),
+                              login->password, options);
+  if (!conn.ok()) {
+    sources.note = "connecting to " + host + ":" + std::to_string(port) + ": " +
+                   conn.status().message();
+    return sources;
+  }
+  auto dbs = attach_sql::ListDatabases(*conn);
+  auto roles = attach_sql::ListLoginRoles(*conn);
+  if (!dbs.ok() || !roles.ok()) {
+    sources.note = (dbs.ok() ? roles.status() : dbs.status()).message();
+    return sources;
+  }
+  plugin::LiveCatalog live;
+  for (const auto& d : *dbs) live.databases.push_back({d.name, d.owner, d.size_bytes});
+  for (const auto& r : *roles) {
+    live.roles.push_back({r.name, r.superuser, r.connection_limit, r.attachment});
+  }
+  sources.live = std::move(live);
+  sources.live_address = host + ":" + std::to_string(port);
+  return sources;
+}
+
+Status Print(const Session& s, const Json& doc, const std::function<std::string()>& table) {
+  if (s.format == OutputFormat::kTable) {
+    std::cout << table();
+    return Status::Ok();
+  }
+  PETREL_ASSIGN_OR_RETURN(std::string text, plugin::RenderDocument(doc, s.format));
+  std::cout << text;
+  return Status::Ok();
+}
+
+// ---- commands --------------------------------------------------------------------------------
+
+Status RunList(Session& s) {
+  std::string ns = s.all_namespaces ? "" : s.namespace_;
+  auto list = s.client->ListAll(resources::kPostgresCluster, ns, {});
+  if (!list.ok()) {
+    if (list.status().code() == Code::kNotFound) {
+      return NotFoundError(
+          "the PostgresCluster API (petrel.dev/v1alpha1) is not installed in this Kubernetes "
+          "cluster; install Petrel's CRDs first (kubectl apply -f crds/)");
+    }
+    return list.status().Annotate("listing PostgresClusters");
+  }
+  Json summaries = Json::array();
+  for (const auto& c : list->items) summaries.push_back(plugin::ClusterSummary(c));
+  if (summaries.empty() && s.format == OutputFormat::kTable) {
+    std::cerr << (s.all_namespaces ? "No PostgresClusters found.\n"
+                                   : "No PostgresClusters found in namespace " + s.namespace_ +
+                                         ".\n");
+    return Status::Ok();
+  }
+  return Print(s, Json{{"clusters", summaries}}, [&] {
+    return plugin::RenderTable(plugin::ClusterListTable(summaries, s.all_namespaces));
+  });
+}
+
+Status RunStatus(Session& s, const std::string& name) {
+  plugin::ClusterObjects objects;
+  PETREL_ASSIGN_OR_RETURN(objects.cluster, GetCluster(s, name));
+  for (const char* suffix : {"-rw", "-ro", "-r"}) {
+    ObjectKey key{s.namespace_, name + suffix};
+    auto svc = s.client->Get(resources::kService, key);
+    if (svc.ok()) {
+      objects.services.push_back(*svc);
+      auto ep = s.client->Get(resources::kEndpoints, key);
+      if (ep.ok()) objects.endpoints.push_back(*ep);
+    } else if (svc.status().code() != Code::kNotFound) {
+      return svc.status().Annotate("reading Service " + key.ToString());
+    }
+  }
+  PETREL_ASSIGN_OR_RETURN(objects.attachments,
+                          AttachmentsOf(s, {s.namespace_, name}, &objects.attachments_scope_note));
+  Json report = plugin::StatusReport(objects);
+  return Print(s, report, [&] { return plugin::RenderStatusText(report); });
+}
+
+enum class CatalogView { kUsers, kDatabases };
+
+Status RunCatalog(Session& s, const std::string& name, CatalogView view) {
+  PETREL_ASSIGN_OR_RETURN(Json cluster, GetCluster(s, name));
+  std::string note;
+  PETREL_ASSIGN_OR_RETURN(auto attachments, AttachmentsOf(s, {s.namespace_, name}, &note));
+  plugin::CatalogSources sources = ReadCatalog(s, name);
+  if (!note.empty()) sources.note += (sources.note.empty() ? "" : "; ") + note;
+  Json report = view == CatalogView::kUsers
+                    ? plugin::UsersReport(cluster, attachments, sources)
+                    : plugin::DatabasesReport(cluster, attachments, sources);
+  return Print(s, report, [&] {
+    return view == CatalogView::kUsers ? plugin::RenderUsersText(report)
+                                       : plugin::RenderDatabasesText(report);
+  });
+}
+
+struct ConnectFlags {
+  bool replica = false;
+  std::string database;
+  std::string as;
+};
+
+[[noreturn]] void ExecPsql(const plugin::PsqlInvocation& inv) {
+  for (const auto& [key, value] : inv.env) ::setenv(key.c_str(), value.c_str(), 1);
+  std::vector<char*> argv;
+  for (const auto& a : inv.argv) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  std::cout.flush();
+  ::execvp(argv[0], argv.data());
+  std::cerr << "error: cannot run psql: " << std::strerror(errno)
+            << " (install the PostgreSQL client, e.g. apt-get install postgresql-client)\n";
+  std::_Exit(1);
+}
+
+Status RunConnect(Session& s, const std::string& name, const ConnectFlags& flags) {
+  PETREL_ASSIGN_OR_RETURN(Json cluster, GetCluster(s, name));
+  if (!flags.as.empty()) {
+    auto attachment = s.client->Get(resources::kPostgresAttachment, {s.namespace_, flags.as});
+    if (!attachment.ok()) {
+      if (attachment.status().code() == Code::kNotFound) {
+        return NotFoundError("no PostgresAttachment \"" + flags.as + "\" in namespace \"" +
+                             s.namespace_ + "\"; see the cluster's attachments with: " +
+                             "kubectl petrel status " + name + " -n " + s.namespace_);
+      }
+      return attachment.status().Annotate("reading PostgresAttachment " + flags.as);
+    }
+    if (!plugin::AttachmentReferences(*attachment, {s.namespace_, name})) {
+      return InvalidError("PostgresAttachment " + s.namespace_ + "/" + flags.as +
+                          " is not attached to cluster " + name);
+    }
+    PETREL_ASSIGN_OR_RETURN(AttachmentSpec spec, ParseAttachment(*attachment));
+    auto secret = s.client->Get(resources::kSecret, {s.namespace_, spec.secret_name});
+    if (!secret.ok()) {
+      return secret.status().Annotate("reading Secret " + spec.secret_name +
+                                      " of attachment " + flags.as +
+                                      " (it appears once the attachment is Ready)");
+    }
+    std::string url = SecretValue(*secret, "DATABASE_URL");
+    if (url.empty()) {
+      return InvalidError("Secret " + spec.secret_name + " has no DATABASE_URL");
+    }
+    PETREL_ASSIGN_OR_RETURN(auto inv, plugin::PsqlFromDatabaseUrl(url));
+    std::cerr << "Connecting as attachment " << flags.as << " (role " << spec.role_name
+              << ", database " << spec.database_name << ")\n";
+    ExecPsql(inv);
+  }
+  std::string service = name + (flags.replica ? "-ro" : "-rw");
+  auto svc = s.client->Get(resources::kService, {s.namespace_, service});
+  if (!svc.ok()) {
+    return svc.status().Annotate("reading Service " + service +
+                                 " (the cluster may still be provisioning)");
+  }
+  PETREL_ASSIGN_OR_RETURN(auto address, plugin::ServiceAddress(*svc));
+  PETREL_ASSIGN_OR_RETURN(SuperuserLogin login, ReadSuperuser(s, name));
+  std::string database = flags.database;
+  if (database.empty()) {
+    database = cluster.contains("/spec/bootstrap/initdb/database"_json_pointer)
+                   ? cluster["spec"]["bootstrap"]["initdb"]["database"].get<std::string>()
+                   : "app";
+  }
+  std::cerr << "Connecting to " << service << " (" << address.first << ":" << address.second
+            << ") as " << login.user << ", database " << database << "\n";
+  ExecPsql(plugin::BuildPsqlInvocation(address.first, address.second, login.user, database,
+                                       login.password));
+}
+
+struct AttachFlags {
+  std::string app_namespace;
+  std::string database;
+  std::string role;
+  std::string privileges = "owner";
+  bool dry_run = false;
+};
+
+Status RunAttach(Session& s, const std::string& cluster, const std::string& app,
+                 const AttachFlags& flags) {
+  plugin::AttachRequest request;
+  request.cluster = {s.namespace_, cluster};
+  request.app = {flags.app_namespace.empty() ? s.namespace_ : flags.app_namespace, app};
+  request.database = flags.database;
+  request.role = flags.role;
+  PETREL_ASSIGN_OR_RETURN(request.privileges, plugin::ParseAttachPrivileges(flags.privileges));
+  PETREL_ASSIGN_OR_RETURN(Json object, plugin::BuildAttachment(request));
+  if (flags.dry_run) {
+    auto format = s.format == OutputFormat::kTable ? OutputFormat::kYaml : s.format;
+    PETREL_ASSIGN_OR_RETURN(std::string text, plugin::RenderDocument(object, format));
+    std::cout << text;
+    return Status::Ok();
+  }
+  // The app's owner may not be allowed to read the cluster; only a clear "not found" stops us.
+  auto found = GetCluster(s, cluster);
+  if (!found.ok() && found.status().code() != Code::kForbidden) return found.status();
+  auto created = s.client->Create(resources::kPostgresAttachment, object);
+  if (!created.ok()) {
+    if (created.status().code() == Code::kAlreadyExists) {
+      return AlreadyExistsError("PostgresAttachment " + request.app.ToString() +
+                                " already exists; detach it first (kubectl petrel detach " + app +
+                                " -n " + request.app.namespace_ + ") or pick another app name");
+    }
+    return created.status().Annotate("creating PostgresAttachment " + request.app.ToString());
+  }
+  auto spec = ParseAttachment(*created);
+  std::cout << "postgresattachment.petrel.dev/" << app << " created in namespace "
+            << request.app.namespace_ << "\n";
+  if (spec.ok()) {
+    std::cout << "Database " << spec->database_name << ", role " << spec->role_name << " ("
+              << PrivilegesName(spec->privileges) << ") on cluster " << request.cluster.ToString()
+              << ". DATABASE_URL will be in Secret " << request.app.namespace_ << "/"
+              << spec->secret_name << " once the attachment is Ready.\n";
+  }
+  return Status::Ok();
+}
+
+Status RunDetach(Session& s, const std::string& app, const std::string& app_namespace) {
+  ObjectKey key{app_namespace.empty() ? s.namespace_ : app_namespace, app};
+  auto existing = s.client->Get(resources::kPostgresAttachment, key);
+  if (!existing.ok()) {
+    if (existing.status().code() == Code::kNotFound) {
+      return NotFoundError("no PostgresAttachment \"" + app + "\" in namespace \"" +
+                           key.namespace_ + "\"; nothing to detach");
+    }
+    return existing.status().Annotate("reading PostgresAttachment " + key.ToString());
+  }
+  auto spec = ParseAttachment(*existing);
+  Status deleted = s.client->Delete(resources::kPostgresAttachment, key);
+  if (!deleted.ok() && deleted.code() != Code::kNotFound) {
+    return deleted.Annotate("deleting PostgresAttachment " + key.ToString());
+  }
+  std::cout << "postgresattachment.petrel.dev/" << app << " deleted from namespace "
+            << key.namespace_ << "\n";
+  if (spec.ok()) {
+    std::cout << "Petrel now disables and drops role " << spec->role_name << " and deletes Secret "
+              << spec->secret_name << ". Database " << spec->database_name
+              << " is kept with its data; drop it by hand when you no longer need it.\n";
+  }
+  return Status::Ok();
+}
+
+struct CreateFlags {
+  std::string preset;
+  std::optional<int> replicas;
+  std::optional<std::string> storage;
+  std::optional<std::string> image;
+  std::optional<int> postgres_version;
+  bool dry_run = false;
+};
+
+// Asks on the terminal; "" keeps `fallback`.
+std::string Prompt(const std::string& question, const std::string& fallback) {
+  std::cerr << question << (fallback.empty() ? "" : " [" + fallback + "]") << ": " << std::flush;
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return fallback;
+  while (!answer.empty() && (answer.back() == ' ' || answer.back() == '\r')) answer.pop_back();
+  return answer.empty() ? fallback : answer;
+}
+
+Status RunCreate(Session& s, std::string name, CreateFlags flags) {
+  bool interactive = ::isatty(STDIN_FILENO) == 1;
+  if (name.empty()) {
+    if (!interactive) return InvalidError("a cluster name is required: kubectl petrel create NAME");
+    name = Prompt("Cluster name", "");
+  }
+  if (flags.preset.empty()) {
+    if (!interactive) {
+      return InvalidError("--preset is required when stdin is not a terminal: "
+                          "--preset development (1 instance) or --preset production (3, HA)");
+    }
+    flags.preset = Prompt("Preset: development (1 instance) or production (3 instances, HA)",
+                          "development");
+    if (!flags.storage) {
+      flags.storage = Prompt("Storage per instance", flags.preset == "production" ? "10Gi" : "1Gi");
+    }
+  }
+  plugin::CreateRequest request;
+  request.cluster = {s.namespace_, name};
+  PETREL_ASSIGN_OR_RETURN(request.preset, plugin::ParsePreset(flags.preset));
+  request.replicas = flags.replicas;
+  request.storage = flags.storage;
+  request.image = flags.image;
+  request.postgres_version = flags.postgres_version;
+  PETREL_ASSIGN_OR_RETURN(Json object, plugin::BuildClusterFromPreset(request));
+  if (flags.dry_run) {
+    auto format = s.format == OutputFormat::kTable ? OutputFormat::kYaml : s.format;
+    PETREL_ASSIGN_OR_RETURN(std::string text, plugin::RenderDocument(object, format));
+    std::cout << text;
+    return Status::Ok();
+  }
+  auto created = s.client->Create(resources::kPostgresCluster, object);
+  if (!created.ok()) {
+    if (created.status().code() == Code::kAlreadyExists) {
+      return AlreadyExistsError("PostgresCluster " + request.cluster.ToString() +
+                                " already exists; see it with: kubectl petrel status " + name +
+                                " -n " + s.namespace_);
+    }
+    if (created.status().code() == Code::kNotFound) {
+      return GetCluster(s, name).status();  // says whether the CRD or the namespace is missing
+    }
+    return created.status().Annotate("creating PostgresCluster " + request.cluster.ToString());
+  }
+  std::cout << "postgrescluster.petrel.dev/" << name << " created in namespace " << s.namespace_
+            << " (" << flags.preset << " preset)\nWatch it come up with: kubectl petrel status "
+            << name << " -n " << s.namespace_ << "\n";
+  return Status::Ok();
+}
+
+// Runs a command; a failure is printed as "error: …" and turns into exit status 1.
+void Report(Status status, int* exit_code) {
+  if (status.ok()) return;
+  std::cerr << "error: " << status.message() << "\n";
+  for (const auto& cause : status.causes()) {
+    if (!cause.field.empty() && status.message().find(cause.message) == std::string::npos) {
+      std::cerr << "  " << cause.field << ": " << cause.message << "\n";
+    }
+  }
+  *exit_code = 1;
+}
+
+}  // namespace
+
+std::vector<std::string> PluginArguments(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  if (!args.empty() && std::filesystem::path(args[0]).filename() == kKubectlPluginName) {
+    args.insert(args.begin() + 1, "kubectl");
+  }
+  return args;
+}
+
+void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<GlobalFlags>();
+  auto* kubectl = app.add_subcommand(
+      "kubectl", "kubectl plugin: link this binary as kubectl-petrel on PATH and run "
+                 "`kubectl petrel …`");
+  kubectl->require_subcommand(1);
+  kubectl->add_option("--kubeconfig", flags->kubeconfig, "Path to the kubeconfig file");
+  kubectl->add_option("--context", flags->context, "The kubeconfig context to use");
+  kubectl->add_option("-n,--namespace", flags->namespace_,
+                      "Namespace (default: the context's namespace)");
+  kubectl->add_option("-o,--output", flags->output, "Output format: table (default), json, yaml");
+
+  // Runs `body` with an open session; every error becomes exit status 1.
+  auto run = [flags, exit_code](const std::function<Status(Session&)>& body) {
+    auto session = OpenSession(*flags);
+    if (!session.ok()) return Report(session.status(), exit_code);
+    Report(body(*session), exit_code);
+  };
+  auto sub = [](CLI::App* parent, const char* name, const char* help) {
+    auto* cmd = parent->add_subcommand(name, help);
+    cmd->fallthrough();  // global flags may follow the command, as with kubectl
+    return cmd;
+  };
+
+  auto* list = sub(kubectl, "list", "List PostgresClusters in the namespace (or -A)");
+  list->add_flag("-A,--all-namespaces", flags->all_namespaces, "List in all namespaces");
+  list->callback([run] { run([](Session& s) { return RunList(s); }); });
+
+  auto cluster = std::make_shared<std::string>();
+  auto* status = sub(kubectl, "status", "A cluster's phase, conditions, instances, Services and "
+                                        "attachments");
+  status->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  status->callback([run, cluster] { run([cluster](Session& s) { return RunStatus(s, *cluster); }); });
+
+  auto* users = sub(kubectl, "users", "Login roles of a cluster");
+  users->require_subcommand(1);
+  auto* users_list = sub(users, "list", "Login roles and the attachment that owns each");
+  users_list->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  users_list->callback([run, cluster] {
+    run([cluster](Session& s) { return RunCatalog(s, *cluster, CatalogView::kUsers); });
+  });
+
+  auto* db = sub(kubectl, "db", "Databases of a cluster");
+  db->require_subcommand(1);
+  auto* db_list = sub(db, "list", "Databases and the attachment that owns each");
+  db_list->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  db_list->callback([run, cluster] {
+    run([cluster](Session& s) { return RunCatalog(s, *cluster, CatalogView::kDatabases); });
+  });
+
+  auto connect_flags = std::make_shared<ConnectFlags>();
+  auto* connect = sub(kubectl, "connect", "Run psql against the primary (or a replica)");
+  connect->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  connect->add_flag("--replica", connect_flags->replica, "Connect to a replica (<cluster>-ro)");
+  connect->add_option("--database", connect_flags->database,
+                      "Database (default: the cluster's bootstrap database)");
+  connect->add_option("--as", connect_flags->as,
+                      "Connect with this attachment's credentials (its Secret's DATABASE_URL)");
+  connect->callback([run, cluster, connect_flags] {
+    run([&](Session& s) { return RunConnect(s, *cluster, *connect_flags); });
+  });
+
+  auto app_name = std::make_shared<std::string>();
+  auto attach_flags = std::make_shared<AttachFlags>();
+  auto* attach = sub(kubectl, "attach",
+                     "Attach an app to a cluster: a database, a login role and a Secret with "
+                     "DATABASE_URL (creates a PostgresAttachment)");
+  attach->add_option("CLUSTER", *cluster, "PostgresCluster name (in -n)")->required();
+  attach->add_option("APP", *app_name, "App name: the attachment and its Secret are named after it")
+      ->required();
+  attach->add_option("--namespace-of-app", attach_flags->app_namespace,
+                     "The app's namespace (default: the cluster's)");
+  attach->add_option("--database", attach_flags->database, "Database (default: from APP)");
+  attach->add_option("--role", attach_flags->role, "Login role (default: the database name)");
+  attach->add_option("--privileges", attach_flags->privileges,
+                     "owner (a new database), readWrite or readOnly (an existing one)");
+  attach->add_flag("--dry-run", attach_flags->dry_run, "Print the object instead of creating it");
+  attach->callback([run, cluster, app_name, attach_flags] {
+    run([&](Session& s) { return RunAttach(s, *cluster, *app_name, *attach_flags); });
+  });
+
+  auto detach_namespace = std::make_shared<std::string>();
+  auto* detach = sub(kubectl, "detach",
+                     "Detach an app: deletes its PostgresAttachment (role and Secret go, the "
+                     "database is kept)");
+  detach->add_option("APP", *app_name, "The attachment (app) name")->required();
+  detach->add_option("--namespace-of-app", *detach_namespace, "The app's namespace (default: -n)");
+  detach->callback([run, app_name, detach_namespace] {
+    run([&](Session& s) { return RunDetach(s, *app_name, *detach_namespace); });
+  });
+
+  auto create_flags = std::make_shared<CreateFlags>();
+  auto* create = sub(kubectl, "create", "Create a PostgresCluster from a preset");
+  create->add_option("NAME", *cluster, "Cluster name (prompted on a terminal when missing)");
+  create->add_option("--preset", create_flags->preset, "development or production");
+  create->add_option("--replicas", create_flags->replicas, "Instances (default from the preset)");
+  create->add_option("--storage", create_flags->storage, "Volume size per instance, e.g. 10Gi");
+  create->add_option("--image", create_flags->image, "Instance image");
+  create->add_option("--postgres-version", create_flags->postgres_version,
+                     "Postgres major version, when the image tag does not start with it");
+  create->add_flag("--dry-run", create_flags->dry_run, "Print the manifest instead of creating it");
+  create->callback([run, cluster, create_flags] {
+    run([&](Session& s) { return RunCreate(s, *cluster, *create_flags); });
+  });
+}
+
+}  // namespace petrel
