@@ -33,6 +33,8 @@ TEST(Base64Test, EncodeRoundTripsEveryLength) {
     EXPECT_EQ(*back, bytes);
   }
   EXPECT_EQ(Base64Encode("hello"), "aGVsbG8=");
+  EXPECT_EQ(Base64Encode("pencil"), "cGVuY2ls");
+  EXPECT_EQ(Base64Decode(Base64Encode("p@ss:w/rd\n\x01\xff")), "p@ss:w/rd\n\x01\xff");
 }
 
 }  // namespace
