@@ -47,6 +47,13 @@ test: build build-asan envtest-assets
 	cd $(BUILD) && KUBEBUILDER_ASSETS=$$(bash ../scripts/envtest-assets.sh) ctest $(CTEST_FLAGS)
 	cd $(ASAN_BUILD) && ctest $(CTEST_FLAGS) -L unit
 
+# `petrel local` with the example 3-instance cluster and an attached app, in the foreground
+# (Ctrl-C stops it; data stays in $(DEMO_STATE)). DEMO_BLOCK must be a free 127.x.y.0/24.
+DEMO_STATE ?= $(HOME)/.local/state/petrel-demo
+DEMO_BLOCK ?= 127.0.10.0/24
+demo: build
+	$(BUILD)/cli/petrel local up -f examples/local-demo.yaml --state-dir $(DEMO_STATE) --address-block $(DEMO_BLOCK)
+
 bench: build envtest-assets
 	KUBEBUILDER_ASSETS=$$(bash scripts/envtest-assets.sh) bash bench/run.sh
 
