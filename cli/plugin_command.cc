@@ -16,6 +16,7 @@
 #include "cli/plugin/views.h"
 #include "controller/http_kube_client.h"
 #include "controller/kubeconfig.h"
+#include "core/base64.h"
 #include "core/object.h"
 #include "core/status.h"
 #include "core/types.h"
@@ -110,13 +111,11 @@ Result<std::vector<Json>> AttachmentsOf(Session& s, const ObjectKey& cluster, st
 }
 
 std::string SecretValue(const Json& secret, const std::string& key) {
-  std::string decoded;
   if (!secret.contains("data") || !secret["data"].contains(key) ||
-      !secret["data"][key].is_string() ||
-      !DecodeBase64(secret["data"][key].get<std::string>(), &decoded)) {
+      !secret["data"][key].is_string()) {
     return "";
   }
-  return decoded;
+  return Base64Decode(secret["data"][key].get<std::string>()).value_or("");
 }
 
 struct SuperuserLogin {
