@@ -12,6 +12,7 @@ constexpr size_t kMaxIdentifierBytes = 63;  // NAMEDATALEN - 1
 
 // Postgres' fully reserved key words (SQL Key Words appendix, "reserved" in the PostgreSQL
 // column): legal only when quoted, so refused to keep names usable unquoted everywhere.
+// clang-format off
 constexpr std::string_view kReservedKeywords[] = {
     "all", "analyse", "analyze", "and", "any", "array", "as", "asc", "asymmetric",
     "authorization", "binary", "both", "case", "cast", "check", "collate", "collation",
@@ -22,13 +23,14 @@ constexpr std::string_view kReservedKeywords[] = {
     "ilike", "in", "initially", "inner", "intersect", "into", "is", "isnull", "join",
     "lateral", "leading", "left", "like", "limit", "localtime", "localtimestamp", "natural",
     "not", "notnull", "null", "offset", "on", "only", "or", "order", "outer", "overlaps",
-    "placing", "primary", "references", "returning", "right", "select", "session_user", "similar", "some", "symmetric",
-    "system_user", "table", "tablesample", "then", "to", "trailing", "true", "union", "unique",
+    "placing", "primary", "references", "returning", "right", "select", "session_user",
+    "similar", "some", "symmetric", "system_user", "table", "tablesample", "then", "to", "trailing", "true", "union", "unique",
     "user", "using", "variadic", "verbose", "when", "where", "window", "with"};
+// clang-format on
 
 // Names Petrel or Postgres itself uses, or that role specifications treat specially.
-constexpr std::string_view kReservedNames[] = {
-    "postgres", "template0", "template1", "streaming_replica", "public", "none"};
+constexpr std::string_view kReservedNames[] = {"postgres",          "template0", "template1",
+                                               "streaming_replica", "public",    "none"};
 
 bool IsKeyword(std::string_view s) {
   return std::find(std::begin(kReservedKeywords), std::end(kReservedKeywords), s) !=
@@ -94,9 +96,12 @@ std::string OptString(const Json& obj, const char* key, const std::string& path,
 
 const char* PrivilegesName(AttachmentPrivileges p) {
   switch (p) {
-    case AttachmentPrivileges::kOwner: return "owner";
-    case AttachmentPrivileges::kReadWrite: return "readWrite";
-    case AttachmentPrivileges::kReadOnly: return "readOnly";
+    case AttachmentPrivileges::kOwner:
+      return "owner";
+    case AttachmentPrivileges::kReadWrite:
+      return "readWrite";
+    case AttachmentPrivileges::kReadOnly:
+      return "readOnly";
   }
   return "owner";
 }
@@ -165,9 +170,8 @@ Result<AttachmentSpec> ParseAttachment(const Json& object) {
   // A defaulted name that breaks the rule points at metadata.name and says how to fix it.
   if (std::string p = IdentifierProblem(db); !p.empty()) {
     if (db_defaulted) {
-      v.Add("spec.databaseName",
-            "defaults to metadata.name with '-' replaced by '_', which " + p + Shown(db) +
-                "; set spec.databaseName explicitly");
+      v.Add("spec.databaseName", "defaults to metadata.name with '-' replaced by '_', which " + p +
+                                     Shown(db) + "; set spec.databaseName explicitly");
     } else {
       v.Add("spec.databaseName", p + Shown(db));
     }
@@ -195,8 +199,7 @@ Result<AttachmentSpec> ParseAttachment(const Json& object) {
   }
 
   if (const Json* lim = Child(s, "connectionLimit")) {
-    if (!lim->is_number_integer() || lim->get<int64_t>() < -1 ||
-        lim->get<int64_t>() > 100000) {
+    if (!lim->is_number_integer() || lim->get<int64_t>() < -1 || lim->get<int64_t>() > 100000) {
       v.Add("spec.connectionLimit", "must be an integer from -1 (no limit) to 100000");
     } else {
       out.connection_limit = lim->get<int>();
@@ -208,15 +211,18 @@ Result<AttachmentSpec> ParseAttachment(const Json& object) {
   {
     const std::string& sn = out.secret_name;
     bool ok = !sn.empty() && sn.size() <= 253 &&
-              std::all_of(sn.begin(), sn.end(), [](char c) {
-                return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.';
-              }) &&
+              std::all_of(sn.begin(), sn.end(),
+                          [](char c) {
+                            return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+                                   c == '.';
+                          }) &&
               std::isalnum(static_cast<unsigned char>(sn.front())) &&
               std::isalnum(static_cast<unsigned char>(sn.back()));
     if (!ok) {
       v.Add("spec.secretName",
             "must be a DNS subdomain name: lower-case letters, digits, '-' and '.', starting and "
-            "ending with a letter or digit, at most 253 characters" + Shown(sn));
+            "ending with a letter or digit, at most 253 characters" +
+                Shown(sn));
     }
   }
 

@@ -42,14 +42,14 @@ inline constexpr const char* kDetachFinalizer = "petrel.dev/detach";
 inline constexpr const char* kPostgresSuperuser = "postgres";
 
 struct AttachmentSpec {
-  ObjectKey cluster;                // clusterRef, namespace defaulted to the attachment's
-  std::string database_name;        // resolved (default: metadata.name with '-' -> '_')
-  std::string role_name;            // resolved (default: same as database_name)
+  ObjectKey cluster;          // clusterRef, namespace defaulted to the attachment's
+  std::string database_name;  // resolved (default: metadata.name with '-' -> '_')
+  std::string role_name;      // resolved (default: same as database_name)
   AttachmentPrivileges privileges = AttachmentPrivileges::kOwner;
-  int connection_limit = -1;        // -1 = no limit
-  std::string secret_name;          // resolved (default: "<metadata.name>-database")
+  int connection_limit = -1;  // -1 = no limit
+  std::string secret_name;    // resolved (default: "<metadata.name>-database")
   OwnedObjectsPolicy owned_objects = OwnedObjectsPolicy::kReassign;
-  std::string reassign_owned_to;    // "" = the database owner, or postgres when that is the role
+  std::string reassign_owned_to;  // "" = the database owner, or postgres when that is the role
   std::string rotate_password_request;  // the annotation's value, "" when absent
 };
 

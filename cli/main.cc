@@ -8,6 +8,7 @@
 
 #include "cli/controller_command.h"
 #include "cli/instance_command.h"
+#include "cli/local_command.h"
 #include "cli/plugin_command.h"
 #include "cli/version.h"
 
@@ -20,6 +21,7 @@ int main(int argc, char** argv) {
   version->callback([] { std::printf("petrel %s\n", petrel::kVersion); });
   petrel::AddControllerCommand(app);
   petrel::AddInstanceCommand(app);
+  petrel::AddLocalCommand(app);
 
   int exit_code = 0;
   petrel::AddKubectlPluginCommands(app, &exit_code);

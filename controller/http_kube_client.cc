@@ -810,6 +810,7 @@ Status HttpKubeClient::Delete(const ResourceType& type, const ObjectKey& key,
   if (options.propagation != PropagationPolicy::kDefault) {
     body["propagationPolicy"] = PropagationName(options.propagation);
   }
+  if (options.grace_period_seconds) body["gracePeriodSeconds"] = *options.grace_period_seconds;
   auto r = impl_->Send({"delete", "DELETE", impl_->Target(type, key.namespace_, key.name),
                         body.dump(), "application/json", Replay::kSafe});
   return r.status();

@@ -42,6 +42,9 @@ struct DeleteOptions {
   std::optional<std::string> precondition_uid;
   std::optional<std::string> precondition_resource_version;
   PropagationPolicy propagation = PropagationPolicy::kDefault;
+  // Seconds a Pod gets to stop; 0 = remove now (the kubelet's final delete). Unset = the
+  // object's default (terminationGracePeriodSeconds for Pods).
+  std::optional<int64_t> grace_period_seconds;
 };
 
 enum class PatchType { kMerge, kJson, kApply };  // merge-patch+json, json-patch+json, apply-patch+yaml

@@ -15,21 +15,45 @@ std::string RoleAttributes(int connection_limit) {
          std::to_string(connection_limit);
 }
 
-Status Annotated(const Status& s, const std::string& what) {
-  return s.ok() ? s : s.Annotate(what);
+Status Annotated(const Status& s, const std::string& what) { return s.ok() ? s : s.Annotate(what); }
+
+// libpq takes parameters and quoting input as C strings, and Postgres truncates identifiers
+// past 63 bytes: either would make a statement act on a different name than the one given.
+Status CheckIdent(const std::string& ident) {
+  if (ident.empty()) return InvalidError("an SQL identifier is empty");
+  if (ident.find('\0') != std::string::npos) {
+    return InvalidError("an SQL identifier contains a NUL byte");
+  }
+  if (ident.size() > 63) return InvalidError("an SQL identifier is longer than 63 bytes");
+  return Status::Ok();
+}
+Status CheckValue(const std::string& value) {
+  if (value.find('\0') != std::string::npos) {
+    return InvalidError("an SQL value contains a NUL byte");
+  }
+  return Status::Ok();
+}
+
+Result<std::string> Ident(PgConn& conn, const std::string& ident) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(ident));
+  return conn.QuoteIdent(ident);
+}
+Result<std::string> Literal(PgConn& conn, const std::string& value) {
+  PETREL_RETURN_IF_ERROR(CheckValue(value));
+  return conn.QuoteLiteral(value);
 }
 
 }  // namespace
 
 Result<RoleState> ReadRole(PgConn& conn, const std::string& role) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, "
-                "a.rolreplication, a.rolbypassrls, a.rolinherit, "
-                "a.rolvaliduntil IS NOT NULL AND a.rolvaliduntil <> 'infinity', "
-                "a.rolconnlimit, shobj_description(a.oid, 'pg_authid'), a.rolpassword "
-                "FROM pg_authid a WHERE a.rolname = $1",
-                {role}));
+      PgRows rows, conn.Exec("SELECT a.rolcanlogin, a.rolsuper, a.rolcreatedb, a.rolcreaterole, "
+                             "a.rolreplication, a.rolbypassrls, a.rolinherit, "
+                             "a.rolvaliduntil IS NOT NULL AND a.rolvaliduntil <> 'infinity', "
+                             "a.rolconnlimit, shobj_description(a.oid, 'pg_authid'), a.rolpassword "
+                             "FROM pg_authid a WHERE a.rolname = $1",
+                             {role}));
   RoleState out;
   if (rows.size() == 0) return out;
   out.exists = true;
@@ -56,18 +80,18 @@ bool HasAttachmentAttributes(const RoleState& r, int connection_limit) {
 Status CreateRole(PgConn& conn, const std::string& role, const std::string& password,
                   int connection_limit, const std::string& comment) {
   PETREL_ASSIGN_OR_RETURN(std::string verifier, ScramVerifier(password));
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, conn.QuoteLiteral(verifier));
-  PETREL_ASSIGN_OR_RETURN(std::string q_comment, conn.QuoteLiteral(comment));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, Literal(conn, verifier));
+  PETREL_ASSIGN_OR_RETURN(std::string q_comment, Literal(conn, comment));
   // One PQexec of several statements is one implicit transaction.
-  return Annotated(conn.ExecScript("CREATE ROLE " + q_role + RoleAttributes(connection_limit) +
-                                   " PASSWORD " + q_verifier + "; COMMENT ON ROLE " + q_role +
-                                   " IS " + q_comment),
-                   "creating role " + q_role);
+  return Annotated(
+      conn.ExecScript("CREATE ROLE " + q_role + RoleAttributes(connection_limit) + " PASSWORD " +
+                      q_verifier + "; COMMENT ON ROLE " + q_role + " IS " + q_comment),
+      "creating role " + q_role);
 }
 
 Status ResetRoleAttributes(PgConn& conn, const std::string& role, int connection_limit) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
   return Annotated(conn.ExecScript("ALTER ROLE " + q_role + RoleAttributes(connection_limit) +
                                    " VALID UNTIL 'infinity'"),
                    "resetting the attributes of role " + q_role);
@@ -75,20 +99,21 @@ Status ResetRoleAttributes(PgConn& conn, const std::string& role, int connection
 
 Status SetRolePassword(PgConn& conn, const std::string& role, const std::string& password) {
   PETREL_ASSIGN_OR_RETURN(std::string verifier, ScramVerifier(password));
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, conn.QuoteLiteral(verifier));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_verifier, Literal(conn, verifier));
   return Annotated(conn.ExecScript("ALTER ROLE " + q_role + " PASSWORD " + q_verifier),
                    "setting the password of role " + q_role);
 }
 
 Status SetRoleComment(PgConn& conn, const std::string& role, const std::string& comment) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_comment, conn.QuoteLiteral(comment));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_comment, Literal(conn, comment));
   return Annotated(conn.ExecScript("COMMENT ON ROLE " + q_role + " IS " + q_comment),
                    "marking role " + q_role);
 }
 
 Result<DatabaseState> ReadDatabase(PgConn& conn, const std::string& database) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(database));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("SELECT pg_get_userbyid(d.datdba), "
@@ -106,14 +131,14 @@ Result<DatabaseState> ReadDatabase(PgConn& conn, const std::string& database) {
 }
 
 Status CreateDatabase(PgConn& conn, const std::string& database, const std::string& owner) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_db, conn.QuoteIdent(database));
-  PETREL_ASSIGN_OR_RETURN(std::string q_owner, conn.QuoteIdent(owner));
+  PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(conn, database));
+  PETREL_ASSIGN_OR_RETURN(std::string q_owner, Ident(conn, owner));
   return Annotated(conn.ExecScript("CREATE DATABASE " + q_db + " OWNER " + q_owner),
                    "creating database " + q_db);
 }
 
 Status RevokePublicConnect(PgConn& conn, const std::string& database) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_db, conn.QuoteIdent(database));
+  PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(conn, database));
   return Annotated(conn.ExecScript("REVOKE CONNECT ON DATABASE " + q_db + " FROM PUBLIC"),
                    "revoking CONNECT on database " + q_db + " from PUBLIC");
 }
@@ -124,7 +149,7 @@ struct GrantSet {
   const char* database;
   const char* tables;
   const char* sequences;
-  const char* table_array;     // the same, as a text[] literal for has_table_privilege
+  const char* table_array;  // the same, as a text[] literal for has_table_privilege
   const char* sequence_array;
 };
 
@@ -142,27 +167,28 @@ Status GrantAccess(PgConn& in_database, const std::string& database, const std::
                    const std::string& database_owner, AttachmentPrivileges privileges) {
   if (privileges == AttachmentPrivileges::kOwner) return Status::Ok();
   GrantSet g = GrantsFor(privileges);
-  PETREL_ASSIGN_OR_RETURN(std::string q_db, in_database.QuoteIdent(database));
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, in_database.QuoteIdent(role));
-  PETREL_ASSIGN_OR_RETURN(std::string q_owner, in_database.QuoteIdent(database_owner));
-  const std::string defaults = "ALTER DEFAULT PRIVILEGES FOR ROLE " + q_owner +
-                               " IN SCHEMA public GRANT ";
-  std::string script =
-      std::string("GRANT ") + g.database + " ON DATABASE " + q_db + " TO " + q_role + ";\n" +
-      "GRANT USAGE ON SCHEMA public TO " + q_role + ";\n" +
-      "GRANT " + g.tables + " ON ALL TABLES IN SCHEMA public TO " + q_role + ";\n" +
-      "GRANT " + g.sequences + " ON ALL SEQUENCES IN SCHEMA public TO " + q_role + ";\n" +
-      defaults + g.tables + " ON TABLES TO " + q_role + ";\n" +
-      defaults + g.sequences + " ON SEQUENCES TO " + q_role;
-  return Annotated(in_database.ExecScript(script),
-                   "granting " + std::string(PrivilegesName(privileges)) + " access on " + q_db +
-                       " to " + q_role);
+  PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(in_database, database));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(in_database, role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_owner, Ident(in_database, database_owner));
+  const std::string defaults =
+      "ALTER DEFAULT PRIVILEGES FOR ROLE " + q_owner + " IN SCHEMA public GRANT ";
+  std::string script = std::string("GRANT ") + g.database + " ON DATABASE " + q_db + " TO " +
+                       q_role + ";\n" + "GRANT USAGE ON SCHEMA public TO " + q_role + ";\n" +
+                       "GRANT " + g.tables + " ON ALL TABLES IN SCHEMA public TO " + q_role +
+                       ";\n" + "GRANT " + g.sequences + " ON ALL SEQUENCES IN SCHEMA public TO " +
+                       q_role + ";\n" + defaults + g.tables + " ON TABLES TO " + q_role + ";\n" +
+                       defaults + g.sequences + " ON SEQUENCES TO " + q_role;
+  return Annotated(in_database.ExecScript(script), "granting " +
+                                                       std::string(PrivilegesName(privileges)) +
+                                                       " access on " + q_db + " to " + q_role);
 }
 
 Result<bool> HasAccess(PgConn& in_database, const std::string& role,
                        const std::string& database_owner, AttachmentPrivileges privileges) {
   if (privileges == AttachmentPrivileges::kOwner) return true;
   GrantSet g = GrantsFor(privileges);
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
+  PETREL_RETURN_IF_ERROR(CheckIdent(database_owner));
   // $1 role, $2 owner, $3 table privileges, $4 sequence privileges.
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
@@ -189,7 +215,7 @@ Result<bool> HasAccess(PgConn& in_database, const std::string& role,
 }
 
 Status DisableLogin(PgConn& conn, const std::string& role) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
   PETREL_ASSIGN_OR_RETURN(PgRows exists,
                           conn.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}));
   if (exists.size() == 0) return Status::Ok();
@@ -198,16 +224,16 @@ Status DisableLogin(PgConn& conn, const std::string& role) {
 }
 
 Result<int> TerminateSessions(PgConn& conn, const std::string& role) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
-                "FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
-                {role}));
+      PgRows rows, conn.Exec("SELECT count(*) FILTER (WHERE pg_terminate_backend(pid, 5000)) "
+                             "FROM pg_stat_activity WHERE usename = $1 AND pid <> pg_backend_pid()",
+                             {role}));
   return std::stoi(rows.GetOr(0, 0, "0"));
 }
 
-Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn,
-                                                           const std::string& role) {
+Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn, const std::string& role) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("WITH r AS (SELECT oid FROM pg_roles WHERE rolname = $1) "
@@ -222,14 +248,15 @@ Result<std::vector<std::string>> DatabasesWithDependencies(PgConn& conn,
 }
 
 Status HandOverOwnedDatabases(PgConn& conn, const std::string& role, const std::string& to) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(
       PgRows rows,
       conn.Exec("SELECT d.datname FROM pg_database d JOIN pg_roles r ON r.oid = d.datdba "
                 "WHERE r.rolname = $1 ORDER BY 1",
                 {role}));
-  PETREL_ASSIGN_OR_RETURN(std::string q_to, conn.QuoteIdent(to));
+  PETREL_ASSIGN_OR_RETURN(std::string q_to, Ident(conn, to));
   for (int i = 0; i < rows.size(); ++i) {
-    PETREL_ASSIGN_OR_RETURN(std::string q_db, conn.QuoteIdent(rows.GetOr(i, 0)));
+    PETREL_ASSIGN_OR_RETURN(std::string q_db, Ident(conn, rows.GetOr(i, 0)));
     PETREL_RETURN_IF_ERROR(
         Annotated(conn.ExecScript("ALTER DATABASE " + q_db + " OWNER TO " + q_to),
                   "handing database " + q_db + " over to " + q_to));
@@ -239,13 +266,14 @@ Status HandOverOwnedDatabases(PgConn& conn, const std::string& role, const std::
 
 Status ReleaseOwned(PgConn& in_database, const std::string& role, OwnedObjectsPolicy policy,
                     const std::string& to) {
+  PETREL_RETURN_IF_ERROR(CheckIdent(role));
   PETREL_ASSIGN_OR_RETURN(PgRows exists,
                           in_database.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {role}));
   if (exists.size() == 0) return Status::Ok();
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, in_database.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(in_database, role));
   std::string script;
   if (policy == OwnedObjectsPolicy::kReassign) {
-    PETREL_ASSIGN_OR_RETURN(std::string q_to, in_database.QuoteIdent(to));
+    PETREL_ASSIGN_OR_RETURN(std::string q_to, Ident(in_database, to));
     script = "REASSIGN OWNED BY " + q_role + " TO " + q_to + "; ";
   }
   script += "DROP OWNED BY " + q_role;
@@ -253,15 +281,14 @@ Status ReleaseOwned(PgConn& in_database, const std::string& role, OwnedObjectsPo
 }
 
 Status DropRole(PgConn& conn, const std::string& role) {
-  PETREL_ASSIGN_OR_RETURN(std::string q_role, conn.QuoteIdent(role));
+  PETREL_ASSIGN_OR_RETURN(std::string q_role, Ident(conn, role));
   return Annotated(conn.ExecScript("DROP ROLE IF EXISTS " + q_role), "dropping role " + q_role);
 }
 
 Result<std::vector<DatabaseInfo>> ListDatabases(PgConn& conn) {
   PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.oid) "
-                "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1"));
+      PgRows rows, conn.Exec("SELECT d.datname, pg_get_userbyid(d.datdba), pg_database_size(d.oid) "
+                             "FROM pg_database d WHERE NOT d.datistemplate ORDER BY 1"));
   std::vector<DatabaseInfo> out;
   for (int i = 0; i < rows.size(); ++i) {
     out.push_back({rows.GetOr(i, 0), rows.GetOr(i, 1), std::stoll(rows.GetOr(i, 2, "0"))});
@@ -270,11 +297,10 @@ Result<std::vector<DatabaseInfo>> ListDatabases(PgConn& conn) {
 }
 
 Result<std::vector<LoginRoleInfo>> ListLoginRoles(PgConn& conn) {
-  PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      conn.Exec("SELECT r.rolname, r.rolsuper, r.rolconnlimit, "
-                "shobj_description(r.oid, 'pg_authid') FROM pg_roles r "
-                "WHERE r.rolcanlogin ORDER BY 1"));
+  PETREL_ASSIGN_OR_RETURN(PgRows rows,
+                          conn.Exec("SELECT r.rolname, r.rolsuper, r.rolconnlimit, "
+                                    "shobj_description(r.oid, 'pg_authid') FROM pg_roles r "
+                                    "WHERE r.rolcanlogin ORDER BY 1"));
   std::vector<LoginRoleInfo> out;
   for (int i = 0; i < rows.size(); ++i) {
     LoginRoleInfo info;

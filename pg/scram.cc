@@ -70,9 +70,10 @@ Result<std::pair<std::string, std::string>> Keys(std::string_view password, cons
   return std::make_pair(Base64(stored), Base64(server_key));
 }
 
-std::string Format(int iterations, const Bytes& salt, const std::pair<std::string, std::string>& k) {
-  return "SCRAM-SHA-256$" + std::to_string(iterations) + ":" + Base64(salt) + "$" + k.first +
-         ":" + k.second;
+std::string Format(int iterations, const Bytes& salt,
+                   const std::pair<std::string, std::string>& k) {
+  return "SCRAM-SHA-256$" + std::to_string(iterations) + ":" + Base64(salt) + "$" + k.first + ":" +
+         k.second;
 }
 
 }  // namespace
@@ -109,9 +110,8 @@ Result<std::string> ScramVerifier(std::string_view password, int iterations) {
   if (RAND_bytes(salt, sizeof(salt)) != 1) {
     return UnavailableError("the OpenSSL random generator is not available; retry later");
   }
-  return ScramVerifierWithSalt(password,
-                               std::string_view(reinterpret_cast<char*>(salt), sizeof(salt)),
-                               iterations);
+  return ScramVerifierWithSalt(
+      password, std::string_view(reinterpret_cast<char*>(salt), sizeof(salt)), iterations);
 }
 
 bool ScramVerifierMatches(std::string_view verifier, std::string_view password) {

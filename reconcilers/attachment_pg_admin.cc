@@ -12,7 +12,8 @@ namespace sql = attach_sql;
 
 class LibpqPgAdmin : public PgAdmin {
  public:
-  LibpqPgAdmin(PgTarget target, PgConn admin) : target_(std::move(target)), admin_(std::move(admin)) {}
+  LibpqPgAdmin(PgTarget target, PgConn admin)
+      : target_(std::move(target)), admin_(std::move(admin)) {}
 
   Result<RoleObservation> ObserveRole(const std::string& role, int connection_limit,
                                       const std::string& password) override {

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "api/cluster.h"
+
 namespace petrel {
 
 // ---- Admission -------------------------------------------------------------------------
@@ -9,26 +11,23 @@ namespace petrel {
 Admission AdmitNamespace(const Json& cluster, const std::string& ns,
                          const std::map<std::string, std::string>& namespace_labels) {
   const std::string cluster_ns = meta::Namespace(cluster);
-  if (ns == cluster_ns) return {true, ""};
-  const Json* attachments = nullptr;
-  if (auto spec = cluster.find("spec"); spec != cluster.end() && spec->is_object()) {
-    if (auto a = spec->find("attachments"); a != spec->end() && a->is_object()) {
-      attachments = &*a;
-    }
-  }
-  if (attachments) {
-    if (auto list = attachments->find("allowedNamespaces");
-        list != attachments->end() && list->is_array()) {
+  // Only spec.attachments is read (a cluster invalid elsewhere still answers for consent);
+  // the decision itself is the cluster API's AttachmentPolicy::Allows.
+  AttachmentPolicy policy;
+  const Json attachments = cluster.value("/spec/attachments"_json_pointer, Json::object());
+  if (attachments.is_object()) {
+    if (auto list = attachments.find("allowedNamespaces");
+        list != attachments.end() && list->is_array()) {
       for (const auto& entry : *list) {
-        if (entry.is_string() && (entry == "*" || entry == ns)) return {true, ""};
+        if (entry.is_string()) policy.allowed_namespaces.push_back(entry.get<std::string>());
       }
     }
-    if (auto sel = attachments->find("namespaceSelector");
-        sel != attachments->end() && sel->is_object() && !sel->empty()) {
-      LabelSelector selector = LabelSelector::FromJson(*sel);
-      if (!selector.Empty() && selector.Matches(namespace_labels)) return {true, ""};
+    if (auto sel = attachments.find("namespaceSelector");
+        sel != attachments.end() && sel->is_object()) {
+      policy.namespace_selector = LabelSelector::FromJson(*sel);
     }
   }
+  if (policy.Allows(cluster_ns, ns, namespace_labels)) return {true, ""};
   const std::string cluster_key = ObjectKey{cluster_ns, meta::Name(cluster)}.ToString();
   return {false, "PostgresCluster " + cluster_key + " does not admit attachments from namespace " +
                      ns + ": add \"" + ns + "\" to spec.attachments.allowedNamespaces of " +
@@ -169,12 +168,18 @@ std::optional<std::string> SecretValue(const Json& secret, const std::string& ke
 
 const char* PgStepName(PgStepKind kind) {
   switch (kind) {
-    case PgStepKind::kCreateRole: return "CreateRole";
-    case PgStepKind::kResetRoleAttributes: return "ResetRoleAttributes";
-    case PgStepKind::kSetPassword: return "SetPassword";
-    case PgStepKind::kCreateDatabase: return "CreateDatabase";
-    case PgStepKind::kRevokePublicConnect: return "RevokePublicConnect";
-    case PgStepKind::kGrantAccess: return "GrantAccess";
+    case PgStepKind::kCreateRole:
+      return "CreateRole";
+    case PgStepKind::kResetRoleAttributes:
+      return "ResetRoleAttributes";
+    case PgStepKind::kSetPassword:
+      return "SetPassword";
+    case PgStepKind::kCreateDatabase:
+      return "CreateDatabase";
+    case PgStepKind::kRevokePublicConnect:
+      return "RevokePublicConnect";
+    case PgStepKind::kGrantAccess:
+      return "GrantAccess";
   }
   return "?";
 }
@@ -191,9 +196,10 @@ AttachPlan PlanAttach(const AttachInputs& in) {
         in.role.managed_by
             ? "role \"" + role + "\" already belongs to PostgresAttachment " +
                   in.role.managed_by->ToString() + "; set a different spec.roleName"
-            : "role \"" + role + "\" exists in Postgres and was not created by Petrel; Petrel "
-              "never takes over or drops such roles. Set a different spec.roleName, or drop "
-              "the role by hand";
+            : "role \"" + role +
+                  "\" exists in Postgres and was not created by Petrel; Petrel "
+                  "never takes over or drops such roles. Set a different spec.roleName, or drop "
+                  "the role by hand";
     plan.refusal = Refusal{"RoleReady", "RoleNotManaged", message, false};
     return plan;
   }
@@ -256,9 +262,12 @@ AttachPlan PlanAttach(const AttachInputs& in) {
 namespace {
 const char* StatusName(ConditionStatus s) {
   switch (s) {
-    case ConditionStatus::kTrue: return "True";
-    case ConditionStatus::kFalse: return "False";
-    case ConditionStatus::kUnknown: return "Unknown";
+    case ConditionStatus::kTrue:
+      return "True";
+    case ConditionStatus::kFalse:
+      return "False";
+    case ConditionStatus::kUnknown:
+      return "Unknown";
   }
   return "Unknown";
 }
@@ -268,12 +277,9 @@ void SetCondition(Json& conditions, const std::string& type, ConditionStatus sta
                   const std::string& reason, const std::string& message, int64_t generation,
                   const std::string& now) {
   if (!conditions.is_array()) conditions = Json::array();
-  Json cond = {{"type", type},
-               {"status", StatusName(status)},
-               {"reason", reason},
-               {"message", message},
-               {"observedGeneration", generation},
-               {"lastTransitionTime", now}};
+  Json cond = {
+      {"type", type},       {"status", StatusName(status)},     {"reason", reason},
+      {"message", message}, {"observedGeneration", generation}, {"lastTransitionTime", now}};
   for (auto& c : conditions) {
     if (c.value("type", "") == type) {
       if (c.value("status", "") == cond["status"]) {

@@ -110,7 +110,7 @@ struct Refusal {
   std::string condition;  // RoleReady | DatabaseReady
   std::string reason;     // UpperCamelCase
   std::string message;
-  bool wait = false;      // true: retry later (e.g. the database is not there yet)
+  bool wait = false;  // true: retry later (e.g. the database is not there yet)
 };
 
 struct AttachPlan {

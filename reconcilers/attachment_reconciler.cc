@@ -1,9 +1,9 @@
 #include "reconcilers/attachment_reconciler.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <tuple>
-
-#include <spdlog/spdlog.h>
 
 namespace petrel {
 
@@ -15,7 +15,8 @@ constexpr seconds kWaitForInput{30};    // cluster, database or Service not ther
 constexpr seconds kRefusedRecheck{60};  // refused: a cluster or another attachment may change
 
 bool PrintableAscii(const std::string& s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
+  return !s.empty() &&
+         std::all_of(s.begin(), s.end(), [](char c) { return c >= 0x20 && c < 0x7f; });
 }
 
 std::string ServiceNameFor(const ObjectKey& cluster, const char* suffix) {
@@ -131,10 +132,9 @@ class AttachmentReconciler : public Reconciler {
       return Finish(attachment, b, ReconcileResult::Done());
     }
     const AttachmentSpec& spec = *parsed;
-    for (auto [field, was, now] : {std::tuple{"roleName", b.status.value("roleName", ""),
-                                              spec.role_name},
-                                   std::tuple{"databaseName", b.status.value("databaseName", ""),
-                                              spec.database_name}}) {
+    for (auto [field, was, now] :
+         {std::tuple{"roleName", b.status.value("roleName", ""), spec.role_name},
+          std::tuple{"databaseName", b.status.value("databaseName", ""), spec.database_name}}) {
       if (!was.empty() && was != now) {
         std::string message = std::string("spec.") + field + " resolves to \"" + now +
                               "\" but this attachment was made with \"" + was +
@@ -199,8 +199,8 @@ class AttachmentReconciler : public Reconciler {
     auto admin = ConnectAdmin(spec.cluster, &where);
     if (!admin.ok()) {
       std::string message = "cannot reach the primary of PostgresCluster " +
-                            spec.cluster.ToString() + (where.empty() ? "" : " at " + where) +
-                            ": " + admin.status().message() + "; retrying with backoff";
+                            spec.cluster.ToString() + (where.empty() ? "" : " at " + where) + ": " +
+                            admin.status().message() + "; retrying with backoff";
       b.NotReady("Pending", "ClusterUnreachable", message);
       return Fail(attachment, b, UnavailableError(message));
     }
@@ -223,8 +223,8 @@ class AttachmentReconciler : public Reconciler {
       b.NotReady("Pending", "PostgresError", message);
       return Fail(attachment, b, Status(s.code(), message));
     };
-    auto role = pg.ObserveRole(spec.role_name, spec.connection_limit,
-                               in.secret_password.value_or(""));
+    auto role =
+        pg.ObserveRole(spec.role_name, spec.connection_limit, in.secret_password.value_or(""));
     if (!role.ok()) return sql_failed(role.status());
     in.role = *role;
     auto db = pg.ObserveDatabase(spec.database_name, spec.role_name, spec.privileges);
@@ -266,17 +266,15 @@ class AttachmentReconciler : public Reconciler {
                               spec.cluster.ToString());
       }
     }
-    if (plan.new_password) {
+    if (in.rotation_requested) {
+      b.status["passwordRotation"]["observedRequest"] = spec.rotate_password_request;
+    }
+    if (plan.new_password && in.role.exists) {
       b.status["passwordRotation"]["rotatedAt"] = b.now;
-      if (in.rotation_requested) {
-        b.status["passwordRotation"]["observedRequest"] = spec.rotate_password_request;
-      }
-      if (in.role.exists) {
-        d_.events->Record(attachment, EventType::kNormal, "PasswordRotated", "RotatePassword",
-                          "role \"" + spec.role_name + "\" has a new password in Secret " +
-                              spec.secret_name +
-                              "; existing sessions continue, new connections need it");
-      }
+      d_.events->Record(attachment, EventType::kNormal, "PasswordRotated", "RotatePassword",
+                        "role \"" + spec.role_name + "\" has a new password in Secret " +
+                            spec.secret_name +
+                            "; existing sessions continue, new connections need it");
     }
 
     // The Secret last: it only ever holds a password the role already has.
@@ -296,7 +294,8 @@ class AttachmentReconciler : public Reconciler {
                                  ConnectionSecretData(details));
     if (!secret) {
       auto created = d_.client->Create(resources::kSecret, desired);
-      if (!created.ok()) return created.status().Annotate("creating Secret " + secret_key.ToString());
+      if (!created.ok())
+        return created.status().Annotate("creating Secret " + secret_key.ToString());
     } else if ((*secret)["data"] != desired["data"] ||
                secret->value("/metadata/labels"_json_pointer, Json::object()) !=
                    desired["metadata"]["labels"]) {
@@ -305,6 +304,11 @@ class AttachmentReconciler : public Reconciler {
       updated["metadata"]["labels"] = desired["metadata"]["labels"];
       auto r = d_.client->Update(resources::kSecret, updated);
       if (!r.ok()) return r.status().Annotate("updating Secret " + secret_key.ToString());
+    }
+    // spec.secretName changed: the previous Secret (ours) goes, so only one holds the password.
+    const std::string previous = b.status.value("secretName", "");
+    if (!previous.empty() && previous != spec.secret_name) {
+      PETREL_RETURN_IF_ERROR(DeleteOwnedSecret(attachment, {key.namespace_, previous}));
     }
     b.status["secretName"] = spec.secret_name;
     b.Condition("SecretReady", ConditionStatus::kTrue, "SecretReady",
@@ -320,8 +324,7 @@ class AttachmentReconciler : public Reconciler {
                  const AttachPlan& plan, const ObjectKey& key) {
     switch (step.kind) {
       case PgStepKind::kCreateRole:
-        return pg.CreateRole(spec.role_name, plan.password, spec.connection_limit,
-                             RoleMarker(key));
+        return pg.CreateRole(spec.role_name, plan.password, spec.connection_limit, RoleMarker(key));
       case PgStepKind::kResetRoleAttributes:
         return pg.ResetRoleAttributes(spec.role_name, spec.connection_limit);
       case PgStepKind::kSetPassword:
@@ -336,6 +339,25 @@ class AttachmentReconciler : public Reconciler {
     return InternalError("unknown step");
   }
 
+  // Deletes the Secret when this attachment controls it; absent is fine.
+  Status DeleteOwnedSecret(const Json& attachment, const ObjectKey& secret_key) {
+    auto secret = d_.client->Get(resources::kSecret, secret_key);
+    if (!secret.ok()) {
+      return secret.status().code() == Code::kNotFound
+                 ? Status::Ok()
+                 : secret.status().Annotate("reading Secret " + secret_key.ToString());
+    }
+    auto owner = meta::ControllerOf(*secret);
+    if (!owner || owner->uid != meta::Uid(attachment)) return Status::Ok();
+    DeleteOptions opts;
+    opts.precondition_uid = meta::Uid(*secret);
+    Status s = d_.client->Delete(resources::kSecret, secret_key, opts);
+    if (!s.ok() && s.code() != Code::kNotFound) {
+      return s.Annotate("deleting Secret " + secret_key.ToString());
+    }
+    return Status::Ok();
+  }
+
   // --------------------------------------------------------------------------------------
   Result<ReconcileResult> Detach(const Json& attachment) {
     if (!meta::HasFinalizer(attachment, kDetachFinalizer)) return ReconcileResult::Done();
@@ -346,8 +368,7 @@ class AttachmentReconciler : public Reconciler {
     if (cluster_ns.empty()) {
       cluster_ns = attachment.value("/spec/clusterRef/namespace"_json_pointer, key.namespace_);
     }
-    const ObjectKey cluster{cluster_ns,
-                            attachment.value("/spec/clusterRef/name"_json_pointer, "")};
+    const ObjectKey cluster{cluster_ns, attachment.value("/spec/clusterRef/name"_json_pointer, "")};
     OwnedObjectsPolicy policy = OwnedObjectsPolicy::kReassign;
     std::string reassign_to;
     if (auto spec = ParseAttachment(attachment); spec.ok()) {
@@ -358,8 +379,8 @@ class AttachmentReconciler : public Reconciler {
     if (!role.empty()) {
       if (!d_.reader->Get(resources::kPostgresCluster, cluster)) {
         d_.events->Record(attachment, EventType::kWarning, "ClusterGone", "Detach",
-                          "PostgresCluster " + cluster.ToString() +
-                              " no longer exists; role \"" + role +
+                          "PostgresCluster " + cluster.ToString() + " no longer exists; role \"" +
+                              role +
                               "\" could not be dropped there. Detach finished in Kubernetes only");
       } else {
         std::string where;
@@ -368,7 +389,10 @@ class AttachmentReconciler : public Reconciler {
         std::optional<RoleObservation> observed;
         if (s.ok()) {
           auto r = (*admin)->ObserveRole(role, -1, "");
-          if (r.ok()) observed = *r; else s = r.status();
+          if (r.ok())
+            observed = *r;
+          else
+            s = r.status();
         }
         if (s.ok() && observed->exists && observed->managed_by == key) {
           s = (*admin)->DetachRole(role, policy, reassign_to);
@@ -379,8 +403,9 @@ class AttachmentReconciler : public Reconciler {
           }
         } else if (s.ok() && observed->exists) {
           d_.events->Record(attachment, EventType::kWarning, "RoleNotManaged", "Detach",
-                            "role \"" + role + "\" is not marked as this attachment's; it was "
-                            "left in place");
+                            "role \"" + role +
+                                "\" is not marked as this attachment's; it was "
+                                "left in place");
         }
         if (!s.ok()) {
           std::string message = "detaching from PostgresCluster " + cluster.ToString() +
@@ -395,19 +420,7 @@ class AttachmentReconciler : public Reconciler {
     // The Secret, when it is ours (without a garbage collector, nobody else removes it).
     std::string secret_name = b.status.value("secretName", "");
     if (!secret_name.empty()) {
-      ObjectKey secret_key{key.namespace_, secret_name};
-      auto secret = d_.client->Get(resources::kSecret, secret_key);
-      if (secret.ok()) {
-        auto owner = meta::ControllerOf(*secret);
-        if (owner && owner->uid == meta::Uid(attachment)) {
-          DeleteOptions opts;
-          opts.precondition_uid = meta::Uid(*secret);
-          Status s = d_.client->Delete(resources::kSecret, secret_key, opts);
-          if (!s.ok() && s.code() != Code::kNotFound) return s.Annotate("deleting the Secret");
-        }
-      } else if (secret.status().code() != Code::kNotFound) {
-        return secret.status();
-      }
+      PETREL_RETURN_IF_ERROR(DeleteOwnedSecret(attachment, {key.namespace_, secret_name}));
     }
 
     Json updated = attachment;
@@ -461,6 +474,20 @@ ServiceResolver ServiceObjectResolver(const ObjectReader& reader) {
       return UnavailableError("Service " + key.ToString() + " has no address yet");
     }
     return out;
+  };
+}
+
+ServiceResolver DefaultServiceResolver(const ObjectReader& reader) {
+  return [&reader, by_object = ServiceObjectResolver(reader),
+          dns = KubernetesDnsResolver()](const ObjectKey& key) -> Result<ServiceAddress> {
+    ObjectPtr svc = reader.Get(resources::kService, key);
+    if (svc) {
+      const bool annotated = !meta::Annotation(*svc, "petrel.dev/local-address").empty();
+      // `petrel local` allocates cluster IPs from a loopback block; real clusters never do.
+      const bool loopback = svc->value("/spec/clusterIP"_json_pointer, "").rfind("127.", 0) == 0;
+      if (annotated || loopback) return by_object(key);
+    }
+    return dns(key);
   };
 }
 

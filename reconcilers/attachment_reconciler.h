@@ -33,6 +33,10 @@ ServiceResolver KubernetesDnsResolver();
 // From the Service object in the cache: the petrel.dev/local-address annotation ("host" or
 // "host:port"), else spec.clusterIP with spec.ports[0].port.
 ServiceResolver ServiceObjectResolver(const ObjectReader& reader);
+// What `petrel controller` uses: the Service's petrel.dev/local-address annotation when it has
+// one (node agent against a real API server), its spec.clusterIP when that is a loopback
+// address (`petrel local`), else its Kubernetes DNS name.
+ServiceResolver DefaultServiceResolver(const ObjectReader& reader);
 
 struct AttachmentReconcilerDeps {
   ObjectReader* reader = nullptr;

@@ -26,14 +26,14 @@ TEST(ParseAttachment, DefaultsResolveFromMetadataName) {
 }
 
 TEST(ParseAttachment, ExplicitFieldsWin) {
-  Json object = Attachment("web", {{"clusterRef", {{"name", "db"}, {"namespace", "data"}}},
-                                   {"databaseName", "shop"},
-                                   {"roleName", "shop_reader"},
-                                   {"privileges", "readOnly"},
-                                   {"connectionLimit", 10},
-                                   {"secretName", "reader-creds"},
-                                   {"detachPolicy", {{"ownedObjects", "drop"},
-                                                     {"reassignOwnedTo", "postgres"}}}});
+  Json object = Attachment(
+      "web", {{"clusterRef", {{"name", "db"}, {"namespace", "data"}}},
+              {"databaseName", "shop"},
+              {"roleName", "shop_reader"},
+              {"privileges", "readOnly"},
+              {"connectionLimit", 10},
+              {"secretName", "reader-creds"},
+              {"detachPolicy", {{"ownedObjects", "drop"}, {"reassignOwnedTo", "postgres"}}}});
   object["metadata"]["annotations"] = {{"petrel.dev/rotate-password", "2026-11-23"}};
   auto spec = ParseAttachment(object);
   ASSERT_TRUE(spec.ok()) << spec.status().ToString();
@@ -77,24 +77,18 @@ INSTANTIATE_TEST_SUITE_P(
         IdentCase{"aPP", false, "only lower-case letters"},
         IdentCase{"1app", false, "start with a lower-case letter"},
         IdentCase{"my app", false, "only lower-case"},
-        IdentCase{"my-app", false, "only lower-case"},
-        IdentCase{"a\"b", false, "only lower-case"},
+        IdentCase{"my-app", false, "only lower-case"}, IdentCase{"a\"b", false, "only lower-case"},
         IdentCase{"x\"; DROP TABLE t; --", false, "only lower-case"},
-        IdentCase{"a;b", false, "only lower-case"},
-        IdentCase{"a'b", false, "only lower-case"},
-        IdentCase{"a$$b", false, "only lower-case"},
-        IdentCase{"caf\xc3\xa9", false, "non-ASCII"},
+        IdentCase{"a;b", false, "only lower-case"}, IdentCase{"a'b", false, "only lower-case"},
+        IdentCase{"a$$b", false, "only lower-case"}, IdentCase{"caf\xc3\xa9", false, "non-ASCII"},
         IdentCase{std::string("a\0b", 3), false, "only lower-case"},
         IdentCase{"postgres", false, "reserved for Postgres or Petrel"},
         IdentCase{"template0", false, "reserved"}, IdentCase{"template1", false, "reserved"},
-        IdentCase{"streaming_replica", false, "reserved"},
-        IdentCase{"public", false, "reserved"},
-        IdentCase{"pg_monitor", false, "\"pg_\""},
-        IdentCase{"petrel", false, "\"petrel\""},
+        IdentCase{"streaming_replica", false, "reserved"}, IdentCase{"public", false, "reserved"},
+        IdentCase{"pg_monitor", false, "\"pg_\""}, IdentCase{"petrel", false, "\"petrel\""},
         IdentCase{"petrel_agent", false, "\"petrel\""},
         IdentCase{"user", false, "reserved key word"},
-        IdentCase{"select", false, "reserved key word"},
-        IdentCase{"pgx", true, ""}));
+        IdentCase{"select", false, "reserved key word"}, IdentCase{"pgx", true, ""}));
 
 TEST(ParseAttachment, RejectsHostileNamesNamingFieldAndRule) {
   auto r = ParseAttachment(Attachment(
@@ -140,27 +134,29 @@ INSTANTIATE_TEST_SUITE_P(
     testing::Values(
         SpecCase{"no cluster", Json::object(), "spec.clusterRef"},
         SpecCase{"empty cluster name", {{"clusterRef", {{"name", ""}}}}, "spec.clusterRef.name"},
-        SpecCase{"cluster name not a string", {{"clusterRef", {{"name", 3}}}},
-                 "spec.clusterRef.name"},
-        SpecCase{"privileges", {{"clusterRef", {{"name", "db"}}}, {"privileges", "superuser"}},
+        SpecCase{
+            "cluster name not a string", {{"clusterRef", {{"name", 3}}}}, "spec.clusterRef.name"},
+        SpecCase{"privileges",
+                 {{"clusterRef", {{"name", "db"}}}, {"privileges", "superuser"}},
                  "spec.privileges"},
-        SpecCase{"limit too small", {{"clusterRef", {{"name", "db"}}}, {"connectionLimit", -2}},
+        SpecCase{"limit too small",
+                 {{"clusterRef", {{"name", "db"}}}, {"connectionLimit", -2}},
                  "spec.connectionLimit"},
         SpecCase{"limit not integer",
                  {{"clusterRef", {{"name", "db"}}}, {"connectionLimit", "10"}},
                  "spec.connectionLimit"},
-        SpecCase{"secret name", {{"clusterRef", {{"name", "db"}}}, {"secretName", "Bad_Name"}},
+        SpecCase{"secret name",
+                 {{"clusterRef", {{"name", "db"}}}, {"secretName", "Bad_Name"}},
                  "spec.secretName"},
         SpecCase{"owned objects",
                  {{"clusterRef", {{"name", "db"}}}, {"detachPolicy", {{"ownedObjects", "keep"}}}},
                  "spec.detachPolicy.ownedObjects"},
-        SpecCase{"reassign to hostile",
-                 {{"clusterRef", {{"name", "db"}}},
-                  {"detachPolicy", {{"reassignOwnedTo", "a'; DROP"}}}},
-                 "spec.detachPolicy.reassignOwnedTo"},
+        SpecCase{
+            "reassign to hostile",
+            {{"clusterRef", {{"name", "db"}}}, {"detachPolicy", {{"reassignOwnedTo", "a'; DROP"}}}},
+            "spec.detachPolicy.reassignOwnedTo"},
         SpecCase{"reassign to itself",
-                 {{"clusterRef", {{"name", "db"}}},
-                  {"detachPolicy", {{"reassignOwnedTo", "web"}}}},
+                 {{"clusterRef", {{"name", "db"}}}, {"detachPolicy", {{"reassignOwnedTo", "web"}}}},
                  "spec.detachPolicy.reassignOwnedTo"}),
     [](const auto& info) {
       std::string n = info.param.name;

@@ -113,8 +113,10 @@ TEST_F(AttachSqlTest, OwnerRoleIsLeastPrivilegeAndIsolated) {
 TEST_F(AttachSqlTest, HandEditedAttributesAreDetectedAndReset) {
   AttachOwner("edited", "pw");
   PgConn admin = Admin();
-  ASSERT_TRUE(admin.ExecScript("ALTER ROLE edited CREATEDB CONNECTION LIMIT 3 "
-                               "VALID UNTIL '2000-01-01'").ok());
+  ASSERT_TRUE(admin
+                  .ExecScript("ALTER ROLE edited CREATEDB CONNECTION LIMIT 3 "
+                              "VALID UNTIL '2000-01-01'")
+                  .ok());
   auto before = sql::ReadRole(admin, "edited");
   ASSERT_TRUE(before.ok());
   EXPECT_FALSE(sql::HasAttachmentAttributes(*before, -1));
@@ -146,6 +148,16 @@ TEST_F(AttachSqlTest, HostileStringsPassedToTheSqlLayerAreInert) {
     ASSERT_TRUE(sql::DropRole(admin, h).ok()) << h;
     EXPECT_FALSE(RoleExists(h));
   }
+  // Names libpq or Postgres would silently shorten are refused instead of acting on another
+  // role: an embedded NUL ("victim\0..." would read as "victim") and > 63 bytes.
+  ASSERT_TRUE(sql::CreateRole(admin, "victim", "pw", -1, "x").ok());
+  const std::string nul_name("victim\0; DROP TABLE canary", 27);
+  EXPECT_EQ(sql::DropRole(admin, nul_name).code(), Code::kInvalid);
+  EXPECT_EQ(sql::ReadRole(admin, nul_name).status().code(), Code::kInvalid);
+  EXPECT_EQ(sql::CreateRole(admin, std::string(64, 'v'), "pw", -1, "x").code(), Code::kInvalid);
+  EXPECT_EQ(sql::SetRoleComment(admin, "victim", nul_name).code(), Code::kInvalid);
+  EXPECT_TRUE(RoleExists("victim"));
+  ASSERT_TRUE(sql::DropRole(admin, "victim").ok());
   auto rows = admin.Exec("SELECT x FROM canary");
   ASSERT_TRUE(rows.ok()) << "canary table was dropped: " << rows.status().ToString();
   EXPECT_EQ(rows->GetOr(0, 0), "42");
@@ -156,8 +168,10 @@ TEST_F(AttachSqlTest, ReadWriteAndReadOnlyGrantsOnASharedDatabase) {
   {
     auto owner = As("store", "store-pw", "store");
     ASSERT_TRUE(owner.ok());
-    ASSERT_TRUE(owner->ExecScript("CREATE TABLE items (id serial, name text);"
-                                  "INSERT INTO items (name) VALUES ('a')").ok());
+    ASSERT_TRUE(owner
+                    ->ExecScript("CREATE TABLE items (id serial, name text);"
+                                 "INSERT INTO items (name) VALUES ('a')")
+                    .ok());
   }
   PgConn admin = Admin();
   ASSERT_TRUE(sql::CreateRole(admin, "store_rw", "rw-pw", -1, "x").ok());
@@ -201,8 +215,8 @@ TEST_F(AttachSqlTest, DetachEndsSessionsDropsRoleAndKeepsTheData) {
   AttachOwner("gone", "gone-pw");
   auto session = As("gone", "gone-pw", "gone");
   ASSERT_TRUE(session.ok());
-  ASSERT_TRUE(session->ExecScript("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('data')")
-                  .ok());
+  ASSERT_TRUE(
+      session->ExecScript("CREATE TABLE kept (v text); INSERT INTO kept VALUES ('data')").ok());
   PgConn admin = Admin();
   ASSERT_TRUE(sql::DisableLogin(admin, "gone").ok());
   EXPECT_FALSE(As("gone", "gone-pw", "gone").ok());
@@ -225,8 +239,9 @@ TEST_F(AttachSqlTest, DetachEndsSessionsDropsRoleAndKeepsTheData) {
   EXPECT_TRUE(sql::ReleaseOwned(admin, "gone", OwnedObjectsPolicy::kReassign, "postgres").ok());
   EXPECT_TRUE(sql::DropRole(admin, "gone").ok());
   PgConn in_gone = Admin("gone");
-  auto rows = in_gone.Exec("SELECT v, pg_get_userbyid(c.relowner) FROM kept, pg_class c "
-                           "WHERE c.relname = 'kept'");
+  auto rows = in_gone.Exec(
+      "SELECT v, pg_get_userbyid(c.relowner) FROM kept, pg_class c "
+      "WHERE c.relname = 'kept'");
   ASSERT_TRUE(rows.ok()) << rows.status().ToString();
   EXPECT_EQ(rows->GetOr(0, 0), "data");
   EXPECT_EQ(rows->GetOr(0, 1), "postgres");

@@ -69,8 +69,8 @@ class PostgresServer {
     if (!as_.empty()) Run("chown postgres " + pwfile);
     std::string initdb = as_ + kPgBin + "/initdb -D " + dir_ +
                          "/data -U postgres --auth-local=trust --auth-host=scram-sha-256 "
-                         "--pwfile=" + pwfile + " -E UTF8 --locale=C.UTF-8 >" + dir_ +
-                         "/initdb.log 2>&1";
+                         "--pwfile=" +
+                         pwfile + " -E UTF8 --locale=C.UTF-8 >" + dir_ + "/initdb.log 2>&1";
     if (Run(initdb) != 0) return "initdb failed; see " + dir_ + "/initdb.log";
     std::filesystem::remove(pwfile);
     for (int attempt = 0; attempt < 5; ++attempt) {

@@ -12,7 +12,8 @@ TEST(Scram, VerifierHasThePostgresFormat) {
   auto v = ScramVerifier("correct horse battery staple");
   ASSERT_TRUE(v.ok());
   // 16-byte salt -> 24 base64 chars; 32-byte keys -> 44 chars.
-  std::regex format(R"(SCRAM-SHA-256\$4096:[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=)");
+  std::regex format(
+      R"(SCRAM-SHA-256\$4096:[A-Za-z0-9+/]{22}==\$[A-Za-z0-9+/]{43}=:[A-Za-z0-9+/]{43}=)");
   EXPECT_TRUE(std::regex_match(*v, format)) << *v;
 }
 

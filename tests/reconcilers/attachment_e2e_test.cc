@@ -85,9 +85,8 @@ class AttachmentE2eTest : public ::testing::Test {
     kube_.Put(resources::kPostgresCluster,
               {{"metadata", {{"name", "db"}, {"namespace", "data"}}},
                {"spec", {{"attachments", {{"allowedNamespaces", {"*"}}}}}}});
-    kube_.Put(resources::kSecret,
-              {{"metadata", {{"name", "db-superuser"}, {"namespace", "data"}}},
-               {"data", {{"password", Base64Encode(server_->password())}}}});
+    kube_.Put(resources::kSecret, {{"metadata", {{"name", "db-superuser"}, {"namespace", "data"}}},
+                                   {"data", {{"password", Base64Encode(server_->password())}}}});
     AttachmentReconcilerDeps deps;
     deps.reader = &kube_;
     deps.client = &kube_;
@@ -148,8 +147,7 @@ TEST_F(AttachmentE2eTest, AppConnectsWithDatabaseUrlVerbatimFromPsqlAndNode) {
   // The other keys agree.
   EXPECT_EQ(SecretValueOf("shop", "web-app-database", "user"), "web_app");
   EXPECT_EQ(SecretValueOf("shop", "web-app-database", "dbname"), "web_app");
-  Output ro = Psql(SecretValueOf("shop", "web-app-database", "DATABASE_READONLY_URL"),
-                   "SELECT 1");
+  Output ro = Psql(SecretValueOf("shop", "web-app-database", "DATABASE_READONLY_URL"), "SELECT 1");
   EXPECT_EQ(ro.text, "1");
 }
 

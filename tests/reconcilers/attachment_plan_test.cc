@@ -54,61 +54,85 @@ DatabaseObservation OurDb(bool public_connect = false) {
 using K = PgStepKind;
 INSTANTIATE_TEST_SUITE_P(
     Table, PlanAttachTable,
-    testing::Values(
-        PlanCase{"fresh attach", [](AttachInputs&) {},
-                 {K::kCreateRole, K::kCreateDatabase, K::kRevokePublicConnect}, "FRESH", ""},
-        PlanCase{"steady state",
-                 [](AttachInputs& in) {
-                   in.role = OurRole();
-                   in.database = OurDb();
-                   in.secret_password = "KEPT";
-                 },
-                 {}, "KEPT", ""},
-        PlanCase{"secret deleted: new password",
-                 [](AttachInputs& in) {
-                   in.role = OurRole(true, false);
-                   in.database = OurDb();
-                 },
-                 {K::kSetPassword}, "FRESH", ""},
-        PlanCase{"role password changed by hand: restore the Secret's",
-                 [](AttachInputs& in) {
-                   in.role = OurRole(true, false);
-                   in.database = OurDb();
-                   in.secret_password = "KEPT";
-                 },
-                 {K::kSetPassword}, "KEPT", ""},
-        PlanCase{"rotation requested",
-                 [](AttachInputs& in) {
-                   in.role = OurRole();
-                   in.database = OurDb();
-                   in.secret_password = "KEPT";
-                   in.rotation_requested = true;
-                 },
-                 {K::kSetPassword}, "FRESH", ""},
-        PlanCase{"attributes edited by hand, PUBLIC connect re-granted",
-                 [](AttachInputs& in) {
-                   in.role = OurRole(false, true);
-                   in.database = OurDb(true);
-                   in.secret_password = "KEPT";
-                 },
-                 {K::kResetRoleAttributes, K::kRevokePublicConnect}, "KEPT", ""},
-        PlanCase{"role created but crashed before the database",
-                 [](AttachInputs& in) {
-                   in.role = OurRole();
-                   in.secret_password = std::nullopt;
-                 },
-                 {K::kSetPassword, K::kCreateDatabase, K::kRevokePublicConnect}, "FRESH", ""},
-        PlanCase{"role not created by Petrel",
-                 [](AttachInputs& in) { in.role = {true, std::nullopt, true, false}; }, {}, "",
-                 "RoleNotManaged"},
-        PlanCase{"role of another attachment",
-                 [](AttachInputs& in) {
-                   in.role = {true, ObjectKey{"other", "web"}, true, false};
-                 },
-                 {}, "", "RoleNotManaged"},
-        PlanCase{"database owned by someone else",
-                 [](AttachInputs& in) { in.database = {true, "legacy", true, true}; }, {}, "",
-                 "DatabaseOwnedByOtherRole"}),
+    testing::Values(PlanCase{"fresh attach",
+                             [](AttachInputs&) {},
+                             {K::kCreateRole, K::kCreateDatabase, K::kRevokePublicConnect},
+                             "FRESH",
+                             ""},
+                    PlanCase{"steady state",
+                             [](AttachInputs& in) {
+                               in.role = OurRole();
+                               in.database = OurDb();
+                               in.secret_password = "KEPT";
+                             },
+                             {},
+                             "KEPT",
+                             ""},
+                    PlanCase{"secret deleted: new password",
+                             [](AttachInputs& in) {
+                               in.role = OurRole(true, false);
+                               in.database = OurDb();
+                             },
+                             {K::kSetPassword},
+                             "FRESH",
+                             ""},
+                    PlanCase{"role password changed by hand: restore the Secret's",
+                             [](AttachInputs& in) {
+                               in.role = OurRole(true, false);
+                               in.database = OurDb();
+                               in.secret_password = "KEPT";
+                             },
+                             {K::kSetPassword},
+                             "KEPT",
+                             ""},
+                    PlanCase{"rotation requested",
+                             [](AttachInputs& in) {
+                               in.role = OurRole();
+                               in.database = OurDb();
+                               in.secret_password = "KEPT";
+                               in.rotation_requested = true;
+                             },
+                             {K::kSetPassword},
+                             "FRESH",
+                             ""},
+                    PlanCase{"attributes edited by hand, PUBLIC connect re-granted",
+                             [](AttachInputs& in) {
+                               in.role = OurRole(false, true);
+                               in.database = OurDb(true);
+                               in.secret_password = "KEPT";
+                             },
+                             {K::kResetRoleAttributes, K::kRevokePublicConnect},
+                             "KEPT",
+                             ""},
+                    PlanCase{"role created but crashed before the database",
+                             [](AttachInputs& in) {
+                               in.role = OurRole();
+                               in.secret_password = std::nullopt;
+                             },
+                             {K::kSetPassword, K::kCreateDatabase, K::kRevokePublicConnect},
+                             "FRESH",
+                             ""},
+                    PlanCase{"role not created by Petrel",
+                             [](AttachInputs& in) {
+                               in.role = {true, std::nullopt, true, false};
+                             },
+                             {},
+                             "",
+                             "RoleNotManaged"},
+                    PlanCase{"role of another attachment",
+                             [](AttachInputs& in) {
+                               in.role = {true, ObjectKey{"other", "web"}, true, false};
+                             },
+                             {},
+                             "",
+                             "RoleNotManaged"},
+                    PlanCase{"database owned by someone else",
+                             [](AttachInputs& in) {
+                               in.database = {true, "legacy", true, true};
+                             },
+                             {},
+                             "",
+                             "DatabaseOwnedByOtherRole"}),
     [](const auto& info) {
       std::string n = info.param.name;
       for (char& ch : n) {

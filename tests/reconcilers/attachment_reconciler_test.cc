@@ -16,9 +16,8 @@ class AttachmentReconcilerTest : public ::testing::Test {
     kube_.Put(resources::kPostgresCluster,
               {{"metadata", {{"name", "db"}, {"namespace", "data"}}},
                {"spec", {{"attachments", {{"allowedNamespaces", {"shop"}}}}}}});
-    kube_.Put(resources::kSecret,
-              {{"metadata", {{"name", "db-superuser"}, {"namespace", "data"}}},
-               {"data", {{"password", Base64Encode("superpw")}}}});
+    kube_.Put(resources::kSecret, {{"metadata", {{"name", "db-superuser"}, {"namespace", "data"}}},
+                                   {"data", {{"password", Base64Encode("superpw")}}}});
     AttachmentReconcilerDeps deps;
     deps.reader = &kube_;
     deps.client = &kube_;
@@ -34,13 +33,13 @@ class AttachmentReconcilerTest : public ::testing::Test {
 
   void AddAttachment(const std::string& ns, const std::string& name, Json spec,
                      const std::string& created = "2026-01-01T00:00:00Z") {
-    kube_.Put(resources::kPostgresAttachment,
-              {{"apiVersion", "petrel.dev/v1alpha1"},
-               {"kind", "PostgresAttachment"},
-               {"metadata",
-                {{"name", name}, {"namespace", ns}, {"generation", 1},
-                 {"creationTimestamp", created}}},
-               {"spec", std::move(spec)}});
+    kube_.Put(
+        resources::kPostgresAttachment,
+        {{"apiVersion", "petrel.dev/v1alpha1"},
+         {"kind", "PostgresAttachment"},
+         {"metadata",
+          {{"name", name}, {"namespace", ns}, {"generation", 1}, {"creationTimestamp", created}}},
+         {"spec", std::move(spec)}});
   }
   Result<ReconcileResult> Run(const std::string& ns, const std::string& name) {
     return reconciler_->Reconcile({ns, name});
@@ -50,8 +49,8 @@ class AttachmentReconcilerTest : public ::testing::Test {
     return j ? *j : Json();
   }
   Json Condition(const std::string& ns, const std::string& name, const std::string& type) {
-    for (const auto& c : Attachment(ns, name).value("/status/conditions"_json_pointer,
-                                                    Json::array())) {
+    for (const auto& c :
+         Attachment(ns, name).value("/status/conditions"_json_pointer, Json::array())) {
       if (c["type"] == type) return c;
     }
     return Json();
@@ -109,6 +108,7 @@ TEST_F(AttachmentReconcilerTest, AttachCreatesRoleDatabaseAndOwnedSecretInAppNam
   EXPECT_EQ(a["status"]["secretName"], "web-database");
   EXPECT_EQ(a["status"]["clusterNamespace"], "data");
   EXPECT_EQ(a["status"]["observedGeneration"], 1);
+  EXPECT_FALSE(a["status"].contains("passwordRotation"));
   for (const char* type : {"RoleReady", "DatabaseReady", "SecretReady", "Ready"}) {
     EXPECT_EQ(Condition("shop", "web", type)["status"], "True") << type;
   }
@@ -145,6 +145,20 @@ TEST_F(AttachmentReconcilerTest, DeletedSecretIsReissuedWithANewPassword) {
   EXPECT_EQ(SecretKey("shop", "web-database", "password"), "generated-2");
 }
 
+TEST_F(AttachmentReconcilerTest, RenamedSecretMovesThePasswordAndRemovesTheOldOne) {
+  AddAttachment("shop", "web", kCrossNamespace);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  Json a = Attachment("shop", "web");
+  a["spec"]["secretName"] = "web-pg";
+  kube_.Put(resources::kPostgresAttachment, a);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  EXPECT_EQ(kube_.Find(resources::kSecret, {"shop", "web-database"}), nullptr);
+  EXPECT_EQ(SecretKey("shop", "web-pg", "user"), "web");
+  EXPECT_EQ(Attachment("shop", "web")["status"]["secretName"], "web-pg");
+  // The renamed Secret has no password yet: a new one is issued and set.
+  EXPECT_EQ(pg_.roles["web"].password, SecretKey("shop", "web-pg", "password"));
+}
+
 TEST_F(AttachmentReconcilerTest, HandEditedRoleIsPutBack) {
   AddAttachment("shop", "web", kCrossNamespace);
   ASSERT_TRUE(Run("shop", "web").ok());
@@ -168,6 +182,7 @@ TEST_F(AttachmentReconcilerTest, RotationAnnotationIssuesANewPasswordAndIsEchoed
   EXPECT_EQ(SecretKey("shop", "web-database", "password"), "generated-2");
   a = Attachment("shop", "web");
   EXPECT_EQ(a["status"]["passwordRotation"]["observedRequest"], "r1");
+  EXPECT_EQ(a["status"]["passwordRotation"]["rotatedAt"], "2026-01-01T00:00:00Z");
   EXPECT_TRUE(events_.Has("PasswordRotated"));
   // Done once: the same request value does not rotate again.
   ASSERT_TRUE(Run("shop", "web").ok());
@@ -312,12 +327,13 @@ TEST(ServiceObjectResolver, PrefersLocalAddressAnnotationThenClusterIp) {
   testing_attach::FakeKube kube;
   kube.Put(resources::kService,
            {{"metadata",
-             {{"name", "db-rw"}, {"namespace", "data"},
+             {{"name", "db-rw"},
+              {"namespace", "data"},
               {"annotations", {{"petrel.dev/local-address", "127.0.1.5:15432"}}}}},
             {"spec", {{"clusterIP", "10.0.0.9"}, {"ports", {{{"port", 5432}}}}}}});
-  kube.Put(resources::kService, {{"metadata", {{"name", "db-ro"}, {"namespace", "data"}}},
-                                 {"spec", {{"clusterIP", "10.0.0.10"},
-                                           {"ports", {{{"port", 5432}}}}}}});
+  kube.Put(resources::kService,
+           {{"metadata", {{"name", "db-ro"}, {"namespace", "data"}}},
+            {"spec", {{"clusterIP", "10.0.0.10"}, {"ports", {{{"port", 5432}}}}}}});
   auto resolve = ServiceObjectResolver(kube);
   auto rw = resolve({"data", "db-rw"});
   ASSERT_TRUE(rw.ok());
@@ -327,6 +343,16 @@ TEST(ServiceObjectResolver, PrefersLocalAddressAnnotationThenClusterIp) {
   ASSERT_TRUE(ro.ok());
   EXPECT_EQ(ro->host, "10.0.0.10");
   EXPECT_EQ(resolve({"data", "nope"}).status().code(), Code::kNotFound);
+
+  // The controller's default: the annotation when present, else the DNS name.
+  auto by_default = DefaultServiceResolver(kube);
+  EXPECT_EQ(by_default({"data", "db-rw"})->host, "127.0.1.5");
+  EXPECT_EQ(by_default({"data", "db-ro"})->host, "db-ro.data.svc");
+  EXPECT_EQ(by_default({"data", "nope"})->host, "nope.data.svc");
+  kube.Put(resources::kService,
+           {{"metadata", {{"name", "local-rw"}, {"namespace", "data"}}},
+            {"spec", {{"clusterIP", "127.0.2.7"}, {"ports", {{{"port", 5432}}}}}}});
+  EXPECT_EQ(by_default({"data", "local-rw"})->host, "127.0.2.7");
 }
 
 }  // namespace

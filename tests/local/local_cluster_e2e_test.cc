@@ -1,0 +1,151 @@
+// The whole of `petrel local` with real Postgres: a 3-instance cluster comes up from a
+// manifest, serves writes on the leader endpoint and reads on the replicas endpoint, scales
+// down when the file is edited, stops cleanly, and comes back with its data.
+#include <unistd.h>
+
+#include <fstream>
+
+#include <gtest/gtest.h>
+
+#include "core/object.h"
+#include "local/files.h"
+#include "local/process.h"
+#include "net/http.h"
+#include "pg/conn.h"
+#include "tests/local/local_test_util.h"
+
+namespace petrel {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::WaitFor;
+
+class LocalClusterE2e : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::access("/usr/lib/postgresql/15/bin/postgres", X_OK) != 0) {
+      FAIL() << "PostgreSQL 15 is required: /usr/lib/postgresql/15/bin/postgres";
+    }
+  }
+  std::unique_ptr<Process> Petrel(const std::vector<std::string>& args, const std::string& log) {
+    SpawnSpec spec;
+    spec.argv = {std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel"};
+    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+    // TMPDIR keeps the address-block locks inside this test's directory.
+    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()},
+                {"TMPDIR", dir_.path().string()}};
+    spec.working_dir = dir_.path().string();
+    spec.log_file = (dir_.path() / log).string();
+    auto p = Process::Spawn(spec);
+    EXPECT_TRUE(p.ok()) << p.status().ToString();
+    return p.ok() ? std::move(p).value() : nullptr;
+  }
+  std::unique_ptr<Process> Up() {
+    return Petrel({"local", "up", "-f", manifest_.string(), "--state-dir", state_.string(),
+                   "--address-block", block_},
+                  "up-" + std::to_string(++ups_) + ".log");
+  }
+  std::string UpLog() { return ReadFile(dir_.path() / ("up-" + std::to_string(ups_) + ".log")).value_or(""); }
+  void WriteManifest(int replicas) {
+    std::ofstream(manifest_) << "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
+                                "metadata: {name: db}\nspec:\n  replicas: "
+                             << replicas
+                             << "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n";
+  }
+  // The cluster as the running petrel local reports it (GET /status), or null.
+  Json Cluster() {
+    auto runtime = ReadFile(state_ / "local.json");
+    if (!runtime.ok()) return nullptr;
+    Json r = Json::parse(*runtime, nullptr, false);
+    if (r.is_discarded()) return nullptr;
+    auto response = HttpCall("GET", r.value("api", "") + "/status");
+    if (!response.ok() || response->status != 200) return nullptr;
+    Json status = Json::parse(response->body, nullptr, false);
+    if (status.is_discarded() || status["clusters"].empty()) return nullptr;
+    return status["clusters"][0];
+  }
+  bool ReadyWith(int replicas) {
+    Json c = Cluster();
+    return !c.is_null() && c.value("ready", false) && c.value("readyReplicas", 0) == replicas &&
+           static_cast<int>(c["instances"].size()) == replicas;
+  }
+  Result<PgConn> Connect(const std::string& endpoint) {
+    auto colon = endpoint.rfind(':');
+    std::string password = ReadFile(state_ / "secrets" / "default" / "db-superuser" / "password")
+                               .value_or("");
+    return PgConn::Connect("host=" + endpoint.substr(0, colon) + " port=" +
+                               endpoint.substr(colon + 1) + " user=postgres dbname=postgres",
+                           password);
+  }
+  bool Stop(std::unique_ptr<Process>& up) {
+    auto down = Petrel({"local", "down", "--state-dir", state_.string()}, "down.log");
+    std::optional<ExitStatus> exit;
+    bool stopped = WaitFor([&] { return (exit = up->Poll()).has_value(); }, std::chrono::seconds(90));
+    return stopped && exit->code == 0;
+  }
+
+  testing::TempDir dir_;
+  fs::path state_ = dir_.path() / "state";
+  fs::path manifest_ = dir_.path() / "db.yaml";
+  std::string block_ = testing::RandomLoopbackBlock();
+  int ups_ = 0;
+};
+
+TEST_F(LocalClusterE2e, ThreeInstanceClusterComesUpScalesStopsAndKeepsItsData) {
+  WriteManifest(3);
+  auto up = Up();
+  ASSERT_TRUE(up);
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith(3) || up->Poll().has_value(); },
+                      std::chrono::seconds(150)))
+      << UpLog();
+  ASSERT_FALSE(up->Poll().has_value()) << UpLog();
+  Json cluster = Cluster();
+  std::string leader = cluster["endpoints"].value("leader", "");
+  std::string replicas = cluster["endpoints"].value("replicas", "");
+  // The progress printer announces the endpoints (within its one-second tick).
+  EXPECT_TRUE(WaitFor([&] {
+    return UpLog().find("leader (read-write):  " + leader) != std::string::npos;
+  })) << UpLog();
+
+  {
+    auto primary = Connect(leader);
+    ASSERT_TRUE(primary.ok()) << primary.status().ToString();
+    auto in_recovery = primary->Exec("select pg_is_in_recovery()");
+    ASSERT_TRUE(in_recovery.ok());
+    EXPECT_EQ(in_recovery->GetOr(0, 0), "f");
+    ASSERT_TRUE(primary->ExecScript("create table kept (v text); insert into kept values ('hello')").ok());
+  }
+  // The replicas endpoint reaches a standby that has the row.
+  EXPECT_TRUE(WaitFor([&] {
+    auto replica = Connect(replicas);
+    if (!replica.ok()) return false;
+    auto r = replica->Exec("select pg_is_in_recovery(), (select v from kept)");
+    return r.ok() && r->GetOr(0, 0) == "t" && r->GetOr(0, 1) == "hello";
+  }, std::chrono::seconds(30)));
+
+  // Editing the file scales the running cluster.
+  WriteManifest(2);
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith(2); }, std::chrono::seconds(60))) << Cluster().dump();
+
+  ASSERT_TRUE(Stop(up)) << UpLog();
+  EXPECT_NE(UpLog().find("petrel local: stopped"), std::string::npos);
+  auto db1_log = ReadFile(state_ / "logs" / "default" / "db-1.log").value_or("");
+  EXPECT_NE(db1_log.find("database system is shut down"), std::string::npos);
+
+  // Started again on the same state directory: same cluster, same data.
+  up = Up();
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith(2) || up->Poll().has_value(); },
+                      std::chrono::seconds(120)))
+      << UpLog();
+  {
+    auto primary = Connect(Cluster()["endpoints"].value("leader", ""));
+    ASSERT_TRUE(primary.ok()) << primary.status().ToString();
+    auto r = primary->Exec("select v from kept");
+    ASSERT_TRUE(r.ok()) << r.status().ToString();
+    EXPECT_EQ(r->GetOr(0, 0), "hello");
+  }
+  ASSERT_TRUE(Stop(up)) << UpLog();
+}
+
+}  // namespace
+}  // namespace petrel
