@@ -17,6 +17,7 @@
 #include "cli/plugin/views.h"
 #include "controller/http_kube_client.h"
 #include "controller/kubeconfig.h"
+#include "core/base64.h"
 #include "core/object.h"
 #include "core/status.h"
 #include "core/types.h"
@@ -88,8 +89,9 @@ Result<Json> GetCluster(Session& s, const std::string& name) {
   }
   auto ns = s.client->Get(resources::kNamespace, {"", s.namespace_});
   if (!ns.ok() && ns.status().code() == Code::kNotFound) {
-    return NotFoundError("namespace \"" + s.namespace_ +
-                         "\" does not exist; list clusters everywhere with: kubectl petrel list -A");
+    return NotFoundError(
+        "namespace \"" + s.namespace_ +
+        "\" does not exist; list clusters everywhere with: kubectl petrel list -A");
   }
   return NotFoundError(plugin::ClusterNotFoundMessage(name, s.namespace_));
 }
@@ -158,8 +160,8 @@ plugin::CatalogSources ReadCatalog(Session& s, const std::string& cluster) {
   }
   auto [host, port] = *address;
   if (!plugin::IsLoopbackHost(host)) {
-    sources.note = "Service " + cluster + "-rw (" + host +
-                   ") is not a loopback address reachable from here";
+    sources.note =
+        "Service " + cluster + "-rw (" + host + ") is not a loopback address reachable from here";
     return sources;
   }
   PgConnectOptions options;
@@ -172,8 +174,8 @@ plugin::CatalogSources ReadCatalog(Session& s, const std::string& cluster) {
                                         {"dbname", "postgres"}}),
                               login->password, options);
   if (!conn.ok()) {
-    sources.note = "connecting to " + host + ":" + std::to_string(port) + ": " +
-                   conn.status().message();
+    sources.note =
+        "connecting to " + host + ":" + std::to_string(port) + ": " + conn.status().message();
     return sources;
   }
   auto dbs = attach_sql::ListDatabases(*conn);
@@ -218,9 +220,9 @@ Status RunList(Session& s) {
   Json summaries = Json::array();
   for (const auto& c : list->items) summaries.push_back(plugin::ClusterSummary(c));
   if (summaries.empty() && s.format == OutputFormat::kTable) {
-    std::cerr << (s.all_namespaces ? "No PostgresClusters found.\n"
-                                   : "No PostgresClusters found in namespace " + s.namespace_ +
-                                         ".\n");
+    std::cerr << (s.all_namespaces
+                      ? "No PostgresClusters found.\n"
+                      : "No PostgresClusters found in namespace " + s.namespace_ + ".\n");
     return Status::Ok();
   }
   return Print(s, Json{{"clusters", summaries}}, [&] {
@@ -302,9 +304,8 @@ Status RunConnect(Session& s, const std::string& name, const ConnectFlags& flags
     PETREL_ASSIGN_OR_RETURN(AttachmentSpec spec, ParseAttachment(*attachment));
     auto secret = s.client->Get(resources::kSecret, {s.namespace_, spec.secret_name});
     if (!secret.ok()) {
-      return secret.status().Annotate("reading Secret " + spec.secret_name +
-                                      " of attachment " + flags.as +
-                                      " (it appears once the attachment is Ready)");
+      return secret.status().Annotate("reading Secret " + spec.secret_name + " of attachment " +
+                                      flags.as + " (it appears once the attachment is Ready)");
     }
     std::string url = SecretValue(*secret, "DATABASE_URL");
     if (url.empty()) {
@@ -433,11 +434,12 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   }
   if (flags.preset.empty()) {
     if (!interactive) {
-      return InvalidError("--preset is required when stdin is not a terminal: "
-                          "--preset development (1 instance) or --preset production (3, HA)");
+      return InvalidError(
+          "--preset is required when stdin is not a terminal: "
+          "--preset development (1 instance) or --preset production (3, HA)");
     }
-    flags.preset = Prompt("Preset: development (1 instance) or production (3 instances, HA)",
-                          "development");
+    flags.preset =
+        Prompt("Preset: development (1 instance) or production (3 instances, HA)", "development");
     if (!flags.storage) {
       flags.storage = Prompt("Storage per instance", flags.preset == "production" ? "10Gi" : "1Gi");
     }
@@ -498,9 +500,10 @@ std::vector<std::string> PluginArguments(int argc, char** argv) {
 
 void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
   auto flags = std::make_shared<GlobalFlags>();
-  auto* kubectl = app.add_subcommand(
-      "kubectl", "kubectl plugin: link this binary as kubectl-petrel on PATH and run "
-                 "`kubectl petrel …`");
+  auto* kubectl =
+      app.add_subcommand("kubectl",
+                         "kubectl plugin: link this binary as kubectl-petrel on PATH and run "
+                         "`kubectl petrel …`");
   kubectl->require_subcommand(1);
   kubectl->add_option("--kubeconfig", flags->kubeconfig, "Path to the kubeconfig file");
   kubectl->add_option("--context", flags->context, "The kubeconfig context to use");
@@ -525,10 +528,12 @@ void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
   list->callback([run] { run([](Session& s) { return RunList(s); }); });
 
   auto cluster = std::make_shared<std::string>();
-  auto* status = sub(kubectl, "status", "A cluster's phase, conditions, instances, Services and "
-                                        "attachments");
+  auto* status = sub(kubectl, "status",
+                     "A cluster's phase, conditions, instances, Services and "
+                     "attachments");
   status->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
-  status->callback([run, cluster] { run([cluster](Session& s) { return RunStatus(s, *cluster); }); });
+  status->callback(
+      [run, cluster] { run([cluster](Session& s) { return RunStatus(s, *cluster); }); });
 
   auto* users = sub(kubectl, "users", "Login roles of a cluster");
   users->require_subcommand(1);

@@ -10,10 +10,9 @@
 // Thread-safety: single-threaded command-line code.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 namespace petrel {
 

@@ -1,9 +1,9 @@
 #include "cli/plugin/output.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 #include <sstream>
-
-#include <yaml-cpp/yaml.h>
 
 namespace petrel::plugin {
 
@@ -45,10 +45,10 @@ namespace {
 // Strings YAML 1.1/1.2 readers would turn into booleans, numbers or null.
 bool NeedsQuotes(const std::string& s) {
   if (s.empty()) return true;
-  static const char* const kWords[] = {"true", "false", "yes", "no", "on", "off", "null", "~",
-                                       "True", "False", "Yes", "No", "On", "Off", "Null",
-                                       "TRUE", "FALSE", "YES", "NO", "ON", "OFF", "NULL", "y",
-                                       "n", "Y", "N"};
+  static const char* const kWords[] = {"true", "false", "yes",   "no",  "on", "off", "null",
+                                       "~",    "True",  "False", "Yes", "No", "On",  "Off",
+                                       "Null", "TRUE",  "FALSE", "YES", "NO", "ON",  "OFF",
+                                       "NULL", "y",     "n",     "Y",   "N"};
   for (const char* w : kWords) {
     if (s == w) return true;
   }

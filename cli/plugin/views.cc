@@ -73,8 +73,7 @@ Json ClusterSummary(const Json& cluster) {
   s["replicas"] = Int(cluster, "/spec/replicas"_json_pointer, 1);
   s["ready"] = Int(cluster, "/status/readyReplicas"_json_pointer, 0);
   s["primary"] = Str(cluster, "/status/currentPrimary"_json_pointer);
-  s["image"] = Str(cluster, "/status/image"_json_pointer,
-                   Str(cluster, "/spec/image"_json_pointer));
+  s["image"] = Str(cluster, "/status/image"_json_pointer, Str(cluster, "/spec/image"_json_pointer));
   int64_t version = Int(cluster, "/status/postgresMajorVersion"_json_pointer,
                         Int(cluster, "/spec/postgresVersion"_json_pointer, 0));
   s["version"] = version == 0 ? Json(nullptr) : Json(version);
@@ -107,8 +106,8 @@ Table ClusterListTable(const Json& summaries, bool with_namespace) {
 
 bool AttachmentReferences(const Json& attachment, const ObjectKey& cluster) {
   std::string name = Str(attachment, "/spec/clusterRef/name"_json_pointer);
-  std::string ns = Str(attachment, "/spec/clusterRef/namespace"_json_pointer,
-                       meta::Namespace(attachment));
+  std::string ns =
+      Str(attachment, "/spec/clusterRef/namespace"_json_pointer, meta::Namespace(attachment));
   return name == cluster.name && ns == cluster.namespace_;
 }
 
@@ -228,7 +227,8 @@ std::string RenderStatusText(const Json& report) {
   };
   line("Cluster:", c["namespace"].get<std::string>() + "/" + c["name"].get<std::string>());
   std::string phase = c["phase"];
-  if (!c["phaseReason"].get<std::string>().empty()) phase += " (" + c["phaseReason"].get<std::string>() + ")";
+  if (!c["phaseReason"].get<std::string>().empty())
+    phase += " (" + c["phaseReason"].get<std::string>() + ")";
   line("Phase:", phase);
   line("Replicas:", CellOf(c["ready"]) + "/" + CellOf(c["replicas"]) + " ready (" +
                         CellOf(c["statusReplicas"]) + " exist)");
@@ -260,11 +260,10 @@ std::string RenderStatusText(const Json& report) {
 
   Table insts{{"NAME", "ROLE", "READY", "PHASE", "LAG", "TIMELINE", "MESSAGE"}, {}};
   for (const auto& i : report["instances"]) {
-    insts.rows.push_back({CellOf(i["name"]), CellOf(i["role"]), CellOf(i["ready"]),
-                          CellOf(i["phase"]),
-                          i["lagBytes"].is_null() ? "-" : HumanBytes(i["lagBytes"].get<int64_t>()),
-                          i["timeline"].get<int64_t>() == 0 ? "-" : CellOf(i["timeline"]),
-                          CellOf(i["message"])});
+    insts.rows.push_back(
+        {CellOf(i["name"]), CellOf(i["role"]), CellOf(i["ready"]), CellOf(i["phase"]),
+         i["lagBytes"].is_null() ? "-" : HumanBytes(i["lagBytes"].get<int64_t>()),
+         i["timeline"].get<int64_t>() == 0 ? "-" : CellOf(i["timeline"]), CellOf(i["message"])});
   }
   section("Instances:", insts, "  (none reported yet)");
 
@@ -324,14 +323,19 @@ Json UsersReport(const Json& cluster, const std::vector<Json>& attachments,
     for (const auto& s : summaries) {
       bool by_marker = marker && marker->namespace_ == s["namespace"] && marker->name == s["name"];
       if (by_marker || (!marker && s["role"] == role)) {
-        return {{"kind", "attachment"}, {"attachment", AttachmentRef(s)},
-                {"database", s["database"]}, {"privileges", s["privileges"]},
+        return {{"kind", "attachment"},
+                {"attachment", AttachmentRef(s)},
+                {"database", s["database"]},
+                {"privileges", s["privileges"]},
                 {"phase", s["phase"]}};
       }
     }
     if (marker) {
-      return {{"kind", "attachment"}, {"attachment", marker->ToString()},
-              {"database", nullptr}, {"privileges", nullptr}, {"phase", "Orphaned"}};
+      return {{"kind", "attachment"},
+              {"attachment", marker->ToString()},
+              {"database", nullptr},
+              {"privileges", nullptr},
+              {"phase", "Orphaned"}};
     }
     if (role == kPostgresSuperuser) return {{"kind", "petrel"}, {"phase", "superuser"}};
     if (role == "streaming_replica") return {{"kind", "petrel"}, {"phase", "replication"}};
@@ -352,7 +356,8 @@ Json UsersReport(const Json& cluster, const std::vector<Json>& attachments,
     for (const auto& r : sources.live->roles) {
       seen.insert(r.name);
       add(r.name, owner_of(r.name, r.attachment),
-          {{"superuser", r.superuser}, {"connectionLimit", r.connection_limit},
+          {{"superuser", r.superuser},
+           {"connectionLimit", r.connection_limit},
            {"inDatabase", true}});
     }
     for (const auto& s : summaries) {
@@ -364,7 +369,8 @@ Json UsersReport(const Json& cluster, const std::vector<Json>& attachments,
     add(kPostgresSuperuser, owner_of(kPostgresSuperuser, std::nullopt), Json::object());
     add("streaming_replica", owner_of("streaming_replica", std::nullopt), Json::object());
     add(bootstrap_owner, owner_of(bootstrap_owner, std::nullopt), Json::object());
-    for (const auto& s : summaries) add(s["role"], owner_of(s["role"], std::nullopt), Json::object());
+    for (const auto& s : summaries)
+      add(s["role"], owner_of(s["role"], std::nullopt), Json::object());
   }
   return {{"cluster", meta::Key(cluster).ToString()},
           {"source", sources.live ? "live" : "objects"},
@@ -421,8 +427,8 @@ Json DatabasesReport(const Json& cluster, const std::vector<Json>& attachments,
 
   Json list = Json::array();
   for (const auto& [name, e] : dbs) {
-    Json d = {{"name", name}, {"ownerRole", e.owner_role}, {"ownedBy", e.owned_by},
-              {"access", e.access}};
+    Json d = {
+        {"name", name}, {"ownerRole", e.owner_role}, {"ownedBy", e.owned_by}, {"access", e.access}};
     if (sources.live) {
       d["sizeBytes"] = e.size;
       d["inDatabase"] = e.in_database;
@@ -441,8 +447,8 @@ std::string RenderUsersText(const Json& report) {
   for (const auto& u : report["users"]) {
     const Json& o = u["ownedBy"];
     std::string kind = o["kind"];
-    std::string owner = kind == "attachment" ? "attachment " + o["attachment"].get<std::string>()
-                                             : kind;
+    std::string owner =
+        kind == "attachment" ? "attachment " + o["attachment"].get<std::string>() : kind;
     std::string state = o.contains("phase") ? CellOf(o["phase"]) : "-";
     if (live) {
       if (!u["inDatabase"].get<bool>()) state += ", not in database";
@@ -466,7 +472,7 @@ std::string RenderDatabasesText(const Json& report) {
                                  Dash(shared)};
     if (live) {
       row.push_back(d["inDatabase"].get<bool>() ? HumanBytes(d["sizeBytes"].get<int64_t>())
-                                                 : "not in database");
+                                                : "not in database");
     }
     t.rows.push_back(std::move(row));
   }
@@ -564,8 +570,8 @@ Result<Json> BuildClusterFromPreset(const CreateRequest& request) {
                                  "digits and '-', and be at most 50 characters");
   }
   if (replicas < 1 || replicas > 64) {
-    problem("spec.replicas", "--replicas must be between 1 and 64 (got " +
-                                 std::to_string(replicas) + ")");
+    problem("spec.replicas",
+            "--replicas must be between 1 and 64 (got " + std::to_string(replicas) + ")");
   } else if (production && replicas < 2) {
     problem("spec.replicas",
             "the production preset replicates synchronously and needs --replicas 2 or more; "
@@ -603,10 +609,11 @@ Result<Json> BuildClusterFromPreset(const CreateRequest& request) {
   spec["bootstrap"] = {{"initdb", {{"database", "app"}}}};
   auto parsed = ParseClusterSpec(spec);
   if (!parsed.ok()) return parsed.status();
-  return Json{{"apiVersion", resources::kPostgresCluster.ApiVersion()},
-              {"kind", resources::kPostgresCluster.kind},
-              {"metadata", {{"name", request.cluster.name}, {"namespace", request.cluster.namespace_}}},
-              {"spec", spec}};
+  return Json{
+      {"apiVersion", resources::kPostgresCluster.ApiVersion()},
+      {"kind", resources::kPostgresCluster.kind},
+      {"metadata", {{"name", request.cluster.name}, {"namespace", request.cluster.namespace_}}},
+      {"spec", spec}};
 }
 
 // ---- connect ---------------------------------------------------------------------------------
@@ -614,8 +621,8 @@ Result<Json> BuildClusterFromPreset(const CreateRequest& request) {
 PsqlInvocation BuildPsqlInvocation(const std::string& host, int port, const std::string& user,
                                    const std::string& database, const std::string& password) {
   PsqlInvocation inv;
-  inv.argv = {"psql", "--host", host, "--port", std::to_string(port), "--username", user,
-              "--dbname", database};
+  inv.argv = {"psql",       "--host", host,       "--port", std::to_string(port),
+              "--username", user,     "--dbname", database};
   inv.env["PGPASSWORD"] = password;
   inv.env["PGCONNECT_TIMEOUT"] = "10";
   return inv;
@@ -626,8 +633,7 @@ namespace {
 std::string PercentDecode(const std::string& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) {
-    if (s[i] == '%' && i + 2 < s.size() &&
-        std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
+    if (s[i] == '%' && i + 2 < s.size() && std::isxdigit(static_cast<unsigned char>(s[i + 1])) &&
         std::isxdigit(static_cast<unsigned char>(s[i + 2]))) {
       out += static_cast<char>(std::stoi(s.substr(i + 1, 2), nullptr, 16));
       i += 2;

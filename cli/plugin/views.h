@@ -103,10 +103,10 @@ enum class AttachPrivileges { kOwner, kReadWrite, kReadOnly };
 Result<AttachPrivileges> ParseAttachPrivileges(const std::string& text);
 
 struct AttachRequest {
-  ObjectKey cluster;      // namespace: the cluster's
-  ObjectKey app;          // the attachment: name = the app, namespace = the app's
-  std::string database;   // "" = the default (the app name with '-' -> '_')
-  std::string role;       // "" = the default (same as the database)
+  ObjectKey cluster;     // namespace: the cluster's
+  ObjectKey app;         // the attachment: name = the app, namespace = the app's
+  std::string database;  // "" = the default (the app name with '-' -> '_')
+  std::string role;      // "" = the default (same as the database)
   AttachPrivileges privileges = AttachPrivileges::kOwner;
 };
 
@@ -124,7 +124,7 @@ inline constexpr const char* kDefaultImage = "ghcr.io/petrel-dev/postgres:15.4";
 struct CreateRequest {
   ObjectKey cluster;
   Preset preset = Preset::kDevelopment;
-  std::optional<int> replicas;      // preset default when absent
+  std::optional<int> replicas;  // preset default when absent
   std::optional<std::string> storage;
   std::optional<std::string> image;
   std::optional<int> postgres_version;  // needed when the image tag does not start with it
@@ -143,8 +143,8 @@ Result<Json> BuildClusterFromPreset(const CreateRequest& request);
 enum class ConnectTarget { kPrimary, kReplica };
 
 struct PsqlInvocation {
-  std::vector<std::string> argv;               // argv[0] = "psql"; never holds a password
-  std::map<std::string, std::string> env;      // added to the environment (PGPASSWORD, ...)
+  std::vector<std::string> argv;           // argv[0] = "psql"; never holds a password
+  std::map<std::string, std::string> env;  // added to the environment (PGPASSWORD, ...)
 };
 
 // psql to host:port as `user` on `database` with the password in PGPASSWORD.

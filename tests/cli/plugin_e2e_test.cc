@@ -38,8 +38,8 @@ TEST_F(PluginE2e, UsersAndDatabasesComeFromTheLiveCatalogJoinedWithAttachments) 
   // created by hand.
   auto conn = PgConn::Connect(pg_.SuperuserConnInfo(), pg_.password());
   ASSERT_TRUE(conn.ok()) << conn.status().ToString();
-  ASSERT_TRUE(attach_sql::CreateRole(*conn, "web", "web-password", -1,
-                                     RoleMarker({ns_, "web"})).ok());
+  ASSERT_TRUE(
+      attach_sql::CreateRole(*conn, "web", "web-password", -1, RoleMarker({ns_, "web"})).ok());
   ASSERT_TRUE(attach_sql::CreateDatabase(*conn, "web", "web").ok());
   ASSERT_TRUE(conn->Exec("CREATE ROLE legacy LOGIN").ok());
   Json attachment = {{"apiVersion", "petrel.dev/v1alpha1"},

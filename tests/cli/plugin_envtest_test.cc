@@ -1,17 +1,16 @@
 // The kubectl plugin end to end: the real `petrel` binary, linked as kubectl-petrel in a temp
 // directory on PATH, run through the real kubectl 1.20 (plugin discovery) against a real
 // kube-apiserver with Petrel's CRDs installed.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <yaml-cpp/yaml.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
-
-#include <gmock/gmock.h>
-#include <gtest/gtest.h>
-#include <yaml-cpp/yaml.h>
 
 #include "core/object.h"
 #include "core/types.h"
@@ -90,10 +89,12 @@ TEST_F(PluginEnvtest, UsersAndDatabasesComeFromAttachmentsWhenSqlIsOutOfReach) {
 
   PluginRun users = Petrel({"users", "list", "db", "-n", ns_});
   ASSERT_EQ(users.exit_code, 0) << users.err;
-  EXPECT_THAT(users.out, ContainsRegex("shop_rw +attachment " + ns_ + "/shop +shop +owner +Pending"));
+  EXPECT_THAT(users.out,
+              ContainsRegex("shop_rw +attachment " + ns_ + "/shop +shop +owner +Pending"));
   EXPECT_THAT(users.out, ContainsRegex("app +bootstrap +app +owner"));
   EXPECT_THAT(users.out, HasSubstr("source: PostgresAttachment objects and the cluster spec (no "
-                                   "live SQL: cannot read Secret " + ns_ + "/db-superuser"));
+                                   "live SQL: cannot read Secret " +
+                                   ns_ + "/db-superuser"));
 
   PluginRun dbs = Petrel({"db", "list", "db", "-n", ns_, "-o", "json"});
   ASSERT_EQ(dbs.exit_code, 0) << dbs.err;
@@ -121,8 +122,8 @@ TEST_F(PluginEnvtest, AttachCreatesValidatedAttachmentAndDetachDeletesIt) {
   EXPECT_EQ(client().Get(resources::kPostgresAttachment, {ns_, "web"}).status().code(),
             Code::kNotFound);
 
-  PluginRun attach = Petrel({"attach", "db", "web", "-n", ns_, "--privileges", "readOnly",
-                       "--database", "app"});
+  PluginRun attach =
+      Petrel({"attach", "db", "web", "-n", ns_, "--privileges", "readOnly", "--database", "app"});
   ASSERT_EQ(attach.exit_code, 0) << attach.err;
   EXPECT_THAT(attach.out, HasSubstr("Secret " + ns_ + "/web-database"));
   auto created = client().Get(resources::kPostgresAttachment, {ns_, "web"});
@@ -147,7 +148,8 @@ TEST_F(PluginEnvtest, AttachCreatesValidatedAttachmentAndDetachDeletesIt) {
 
 TEST_F(PluginEnvtest, CreateDryRunManifestsAreAcceptedByTheServer) {
   for (const char* preset : {"development", "production"}) {
-    PluginRun dry = Petrel({"create", "db", "--preset", preset, "-n", ns_, "--dry-run", "-o", "yaml"});
+    PluginRun dry =
+        Petrel({"create", "db", "--preset", preset, "-n", ns_, "--dry-run", "-o", "yaml"});
     ASSERT_EQ(dry.exit_code, 0) << dry.err;
     auto server_dry = env().Kubectl({"apply", "--dry-run=server", "-f", "-"}, dry.out);
     EXPECT_EQ(server_dry.exit_code, 0) << preset << ": " << server_dry.err << dry.out;
@@ -159,7 +161,8 @@ TEST_F(PluginEnvtest, CreateDryRunManifestsAreAcceptedByTheServer) {
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.err, HasSubstr("--preset is required"));
 
-  PluginRun create = Petrel({"create", "db", "--preset", "production", "--storage", "20Gi", "-n", ns_});
+  PluginRun create =
+      Petrel({"create", "db", "--preset", "production", "--storage", "20Gi", "-n", ns_});
   ASSERT_EQ(create.exit_code, 0) << create.err;
   auto created = client().Get(resources::kPostgresCluster, {ns_, "db"});
   ASSERT_TRUE(created.ok());
@@ -205,7 +208,7 @@ TEST_F(PluginEnvtest, ConnectPassesThePasswordInTheEnvironmentNotArgv) {
   MakeSecret("web-database",
              {{"DATABASE_URL", "postgresql://web:s%40fe@127.0.0.1:15432/web?sslmode=disable"}});
   PluginRun as = Petrel({"connect", "db", "-n", ns_, "--as", "web"}, "",
-                  "PSQL_RECORD=" + ShellQuote(record + "-as"));
+                        "PSQL_RECORD=" + ShellQuote(record + "-as"));
   ASSERT_EQ(as.exit_code, 0) << as.err;
   EXPECT_EQ(ReadFile(record + "-as.argv"),
             "--dbname\npostgresql://web@127.0.0.1:15432/web?sslmode=disable\n");

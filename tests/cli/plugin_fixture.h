@@ -5,6 +5,7 @@
 // Thread-safety: test-main-thread only.
 #pragma once
 
+#include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,8 +15,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 #include "core/object.h"
 #include "core/types.h"
@@ -61,12 +60,13 @@ class PluginFixture : public EnvtestTest {
       auto r = (*env)->Kubectl({"apply", "-f", crd});
       ASSERT_EQ(r.exit_code, 0) << r.err;
     }
-    auto r = (*env)->Kubectl({"wait", "--for", "condition=established", "--timeout=60s",
-                              "crd/postgresclusters.petrel.dev",
-                              "crd/postgresattachments.petrel.dev"});
+    auto r =
+        (*env)->Kubectl({"wait", "--for", "condition=established", "--timeout=60s",
+                         "crd/postgresclusters.petrel.dev", "crd/postgresattachments.petrel.dev"});
     ASSERT_EQ(r.exit_code, 0) << r.err;
 
-    bin_dir_ = new fs::path((*env)->Dir() + (psql_kind == FakePsql::kYes ? "/plugin-bin-fake-psql" : "/plugin-bin"));
+    bin_dir_ = new fs::path(
+        (*env)->Dir() + (psql_kind == FakePsql::kYes ? "/plugin-bin-fake-psql" : "/plugin-bin"));
     fs::create_directories(*bin_dir_);
     fs::create_symlink(binary, *bin_dir_ / "kubectl-petrel");
     if (psql_kind == FakePsql::kNo) return;
@@ -80,7 +80,7 @@ class PluginFixture : public EnvtestTest {
 
   // `kubectl petrel <args>` with the admin kubeconfig in $KUBECONFIG, `input` on stdin.
   PluginRun Petrel(const std::vector<std::string>& args, const std::string& input = "",
-             const std::string& extra_env = "") {
+                   const std::string& extra_env = "") {
     static int counter = 0;
     std::string base = env().Dir() + "/plugin-run-" + std::to_string(++counter);
     std::string cmd = "cd " + ShellQuote(env().Dir()) + " && env PATH=" +
@@ -103,9 +103,10 @@ class PluginFixture : public EnvtestTest {
     Json cluster = {{"apiVersion", "petrel.dev/v1alpha1"},
                     {"kind", "PostgresCluster"},
                     {"metadata", {{"name", name}, {"namespace", ns_}}},
-                    {"spec", {{"replicas", 2},
-                              {"image", "ghcr.io/petrel-dev/postgres:15.4"},
-                              {"storage", {{"size", "1Gi"}}}}}};
+                    {"spec",
+                     {{"replicas", 2},
+                      {"image", "ghcr.io/petrel-dev/postgres:15.4"},
+                      {"storage", {{"size", "1Gi"}}}}}};
     auto created = client().Create(resources::kPostgresCluster, cluster);
     EXPECT_TRUE(created.ok()) << created.status().ToString();
     Json with_status = *created;
@@ -130,8 +131,10 @@ class PluginFixture : public EnvtestTest {
   void MakeService(const std::string& name, const std::string& local_address) {
     Json svc = {{"apiVersion", "v1"},
                 {"kind", "Service"},
-                {"metadata", {{"name", name}, {"namespace", ns_},
-                              {"annotations", {{"petrel.dev/local-address", local_address}}}}},
+                {"metadata",
+                 {{"name", name},
+                  {"namespace", ns_},
+                  {"annotations", {{"petrel.dev/local-address", local_address}}}}},
                 {"spec", {{"ports", {{{"port", 5432}}}}}}};
     auto created = client().Create(resources::kService, svc);
     ASSERT_TRUE(created.ok()) << created.status().ToString();

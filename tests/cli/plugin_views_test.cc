@@ -1,12 +1,11 @@
 // Unit tests of the kubectl plugin's pure part: documents and tables from fixture objects,
 // preset manifests, attachment validation and the psql invocation.
-#include "cli/plugin/views.h"
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
 #include "cli/plugin/output.h"
+#include "cli/plugin/views.h"
 
 namespace petrel::plugin {
 namespace {
@@ -39,8 +38,8 @@ Json Attachment(const std::string& ns, const std::string& name, const std::strin
   Json a = {{"apiVersion", "petrel.dev/v1alpha1"},
             {"kind", "PostgresAttachment"},
             {"metadata", {{"name", name}, {"namespace", ns}}},
-            {"spec", {{"clusterRef", {{"name", "db"}, {"namespace", "data"}}},
-                      {"privileges", privileges}}},
+            {"spec",
+             {{"clusterRef", {{"name", "db"}, {"namespace", "data"}}}, {"privileges", privileges}}},
             {"status", {{"phase", "Ready"}}}};
   if (!database.empty()) a["spec"]["databaseName"] = database;
   return a;
@@ -55,8 +54,14 @@ TEST(RenderTable, PadsColumnsToTheWidestCellWithoutTrailingBlanks) {
 }
 
 TEST(RenderYaml, QuotesStringsThatWouldChangeTypeAndRoundTrips) {
-  Json doc = {{"a", "true"}, {"b", "15"}, {"c", ""}, {"d", 15}, {"e", true}, {"f", nullptr},
-              {"g", Json::array({"x", 1})}, {"h", "plain"}};
+  Json doc = {{"a", "true"},
+              {"b", "15"},
+              {"c", ""},
+              {"d", 15},
+              {"e", true},
+              {"f", nullptr},
+              {"g", Json::array({"x", 1})},
+              {"h", "plain"}};
   auto yaml = RenderYaml(doc);
   ASSERT_TRUE(yaml.ok()) << yaml.status().ToString();
   YAML::Node node = YAML::Load(*yaml);
@@ -82,8 +87,8 @@ TEST(ParseOutputFormat, RejectsUnknownFormatsNamingTheAcceptedOnes) {
 TEST(ClusterList, SummarisesSpecAndStatus) {
   Json summaries = Json::array({ClusterSummary(Cluster())});
   Table t = ClusterListTable(summaries, /*with_namespace=*/true);
-  EXPECT_THAT(t.headers, ElementsAre("NAMESPACE", "NAME", "REPLICAS", "READY", "PRIMARY",
-                                     "VERSION", "PHASE"));
+  EXPECT_THAT(t.headers,
+              ElementsAre("NAMESPACE", "NAME", "REPLICAS", "READY", "PRIMARY", "VERSION", "PHASE"));
   ASSERT_EQ(t.rows.size(), 1u);
   EXPECT_THAT(t.rows[0], ElementsAre("data", "db", "3", "2", "db-1", "15", "Degraded"));
 }
@@ -169,9 +174,10 @@ TEST(UsersReport, LiveCatalogJoinsByMarkerAndFlagsMissingRoles) {
   std::vector<Json> attachments = {Attachment("apps", "web", "owner"),
                                    Attachment("apps", "gone", "owner")};
   CatalogSources sources;
-  sources.live = LiveCatalog{{}, {{"postgres", true, -1, std::nullopt},
-                                  {"web", false, 10, ObjectKey{"apps", "web"}},
-                                  {"legacy", false, -1, std::nullopt}}};
+  sources.live = LiveCatalog{{},
+                             {{"postgres", true, -1, std::nullopt},
+                              {"web", false, 10, ObjectKey{"apps", "web"}},
+                              {"legacy", false, -1, std::nullopt}}};
   sources.live_address = "127.0.1.5:15432";
   Json report = UsersReport(Cluster(), attachments, sources);
   EXPECT_EQ(report["source"], "live");
@@ -191,7 +197,8 @@ TEST(DatabasesReport, OwnerAttachmentAndSharedAccess) {
   Json report = DatabasesReport(Cluster(), attachments, CatalogSources{});
   std::string text = RenderDatabasesText(report);
   EXPECT_THAT(text, HasSubstr("shop       shop         bootstrap"));
-  EXPECT_THAT(text, HasSubstr("web        web          attachment apps/web   apps/report (readOnly)"));
+  EXPECT_THAT(text,
+              HasSubstr("web        web          attachment apps/web   apps/report (readOnly)"));
   EXPECT_THAT(text, Not(HasSubstr("SIZE")));
 
   CatalogSources live;
@@ -300,8 +307,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadCreate{{{"ns", "My_DB"}, Preset::kDevelopment, {}, {}, {}}, "must start with a letter"},
         BadCreate{{{"ns", "db"}, Preset::kProduction, 1, {}, {}}, "needs --replicas 2 or more"},
         BadCreate{{{"ns", "db"}, Preset::kDevelopment, 65, {}, {}}, "between 1 and 64"},
-        BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, "ten gigs", {}},
-                  "write it like 10Gi"},
+        BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, "ten gigs", {}}, "write it like 10Gi"},
         BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, {}, ""}, "--image"},
         BadCreate{{{"ns", "db"}, Preset::kDevelopment, {}, {}, "registry.local/pg:latest"},
                   "cannot tell the Postgres major version"}));
@@ -320,18 +326,18 @@ TEST(ParsePreset, NamesTheChoices) {
 
 TEST(PsqlInvocation, PasswordTravelsInTheEnvironmentOnly) {
   PsqlInvocation inv = BuildPsqlInvocation("127.0.1.5", 15432, "postgres", "app", "s3cr3t!");
-  EXPECT_THAT(inv.argv, ElementsAre("psql", "--host", "127.0.1.5", "--port", "15432",
-                                    "--username", "postgres", "--dbname", "app"));
+  EXPECT_THAT(inv.argv, ElementsAre("psql", "--host", "127.0.1.5", "--port", "15432", "--username",
+                                    "postgres", "--dbname", "app"));
   EXPECT_EQ(inv.env.at("PGPASSWORD"), "s3cr3t!");
   for (const auto& a : inv.argv) EXPECT_THAT(a, Not(HasSubstr("s3cr3t")));
 }
 
 TEST(PsqlInvocation, DatabaseUrlLosesItsPasswordToTheEnvironment) {
-  auto inv = PsqlFromDatabaseUrl(
-      "postgresql://web:p%40ss%2Fw0rd@db-rw.data.svc:5432/web?sslmode=prefer");
+  auto inv =
+      PsqlFromDatabaseUrl("postgresql://web:p%40ss%2Fw0rd@db-rw.data.svc:5432/web?sslmode=prefer");
   ASSERT_TRUE(inv.ok());
-  EXPECT_THAT(inv->argv,
-              ElementsAre("psql", "--dbname", "postgresql://web@db-rw.data.svc:5432/web?sslmode=prefer"));
+  EXPECT_THAT(inv->argv, ElementsAre("psql", "--dbname",
+                                     "postgresql://web@db-rw.data.svc:5432/web?sslmode=prefer"));
   EXPECT_EQ(inv->env.at("PGPASSWORD"), "p@ss/w0rd");
   EXPECT_FALSE(PsqlFromDatabaseUrl("mysql://x@y/z").ok());
 }
