@@ -1,6 +1,7 @@
 // The whole of `petrel local` with real Postgres: a 3-instance cluster comes up from a
-// manifest, serves writes on the leader endpoint and reads on the replicas endpoint, scales
-// down when the file is edited, stops cleanly, and comes back with its data.
+// manifest, serves writes on the leader endpoint and reads on the replicas endpoint, streams
+// to every replica, scales up and down when the file is edited (keeping its primary), stops
+// cleanly, and comes back with its data.
 #include <unistd.h>
 
 #include <fstream>
@@ -77,6 +78,74 @@ class LocalClusterE2e : public ::testing::Test {
                                endpoint.substr(colon + 1) + " user=postgres dbname=postgres",
                            password);
   }
+  // An instance's own address as `petrel local status` reports it: its per-instance Service,
+  // else the Pod IP on the Postgres port.
+  static std::string InstanceEndpoint(const Json& instance) {
+    std::string address = instance.value("address", "");
+    return address.empty() ? instance.value("podIP", "") + ":5432" : address;
+  }
+  // The reported primary instance's own address, or "" while there is none.
+  std::string PrimaryEndpoint(const Json& cluster) {
+    if (!cluster.is_object()) return "";
+    for (const Json& i : cluster.value("instances", Json::array())) {
+      if (i.value("name", "") == cluster.value("primary", "")) return InstanceEndpoint(i);
+    }
+    return "";
+  }
+  // Replicas streaming from the instance at `endpoint`, or -1 when it cannot be asked.
+  int StreamingReplicas(const std::string& endpoint) {
+    auto conn = Connect(endpoint);
+    if (!conn.ok()) return -1;
+    auto r = conn->Exec(
+        "select pg_is_in_recovery(), "
+        "(select count(*) from pg_stat_replication where state = 'streaming')");
+    if (!r.ok() || r->GetOr(0, 0) != "f") return -1;
+    return std::stoi(r->GetOr(0, 1, "-1"));
+  }
+  // Whether the standby at `endpoint` has replayed the row written on the leader.
+  bool StandbyHasTheRow(const std::string& endpoint) {
+    auto conn = Connect(endpoint);
+    if (!conn.ok()) return false;
+    auto r = conn->Exec("select pg_is_in_recovery(), (select v from kept)");
+    return r.ok() && r->GetOr(0, 0) == "t" && r->GetOr(0, 1) == "hello";
+  }
+  // Waits until every non-primary instance, each on its own address, has the row; on failure
+  // the message names the instances that still lack it.
+  ::testing::AssertionResult EveryReplicaHasTheRow(int expected_replicas) {
+    Json cluster = Cluster();
+    std::vector<std::string> missing;
+    bool all = WaitFor([&] {
+      cluster = Cluster();
+      if (!cluster.is_object()) return false;
+      missing.clear();
+      int replicas = 0;
+      for (const Json& i : cluster["instances"]) {
+        if (i.value("name", "") == cluster.value("primary", "")) continue;
+        ++replicas;
+        if (!StandbyHasTheRow(InstanceEndpoint(i))) missing.push_back(i.value("name", ""));
+      }
+      return replicas == expected_replicas && missing.empty();
+    }, std::chrono::seconds(60));
+    if (all) return ::testing::AssertionSuccess();
+    std::string names;
+    for (const std::string& m : missing) names += m + " ";
+    return ::testing::AssertionFailure()
+           << "replicas without the row: " << names << "in " << cluster.dump();
+  }
+  // Waits until the primary (on its own address) has `expected` streaming replicas.
+  ::testing::AssertionResult PrimaryStreamsTo(int expected) {
+    int streaming = -1;
+    auto streams = [&] {
+      streaming = StreamingReplicas(PrimaryEndpoint(Cluster()));
+      return streaming == expected;
+    };
+    if (WaitFor(streams, std::chrono::seconds(60))) {
+      return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "primary streams to " << streaming
+                                         << " replicas, not " << expected << "; "
+                                         << Cluster().dump();
+  }
   bool Stop(std::unique_ptr<Process>& up) {
     auto down = Petrel({"local", "down", "--state-dir", state_.string()}, "down.log");
     std::optional<ExitStatus> exit;
@@ -123,9 +192,37 @@ TEST_F(LocalClusterE2e, ThreeInstanceClusterComesUpScalesStopsAndKeepsItsData) {
     return r.ok() && r->GetOr(0, 0) == "t" && r->GetOr(0, 1) == "hello";
   }, std::chrono::seconds(30)));
 
-  // Editing the file scales the running cluster.
+  // Every replica, asked on its own address, has the row, and the primary streams to both.
+  EXPECT_TRUE(EveryReplicaHasTheRow(2));
+  EXPECT_TRUE(PrimaryStreamsTo(2));
+  Json three = Cluster();
+  ASSERT_TRUE(three.is_object());
+  const std::string primary = three.value("primary", "");
+  ASSERT_FALSE(primary.empty()) << three.dump();
+
+  // Editing the file scales the running cluster up: the new instances are cloned, stream from
+  // the primary and have the row.
+  WriteManifest(5);
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith(5); }, std::chrono::seconds(180)))
+      << Cluster().dump();
+  EXPECT_TRUE(PrimaryStreamsTo(4));
+  EXPECT_TRUE(EveryReplicaHasTheRow(4));
+  Json five = Cluster();
+  ASSERT_TRUE(five.is_object());
+  EXPECT_EQ(five.value("primary", ""), primary) << five.dump();
+
+  // ... and down: the primary survives and keeps streaming to the one replica left.
   WriteManifest(2);
-  ASSERT_TRUE(WaitFor([&] { return ReadyWith(2); }, std::chrono::seconds(60))) << Cluster().dump();
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith(2); }, std::chrono::seconds(120)))
+      << Cluster().dump();
+  Json scaled_down = Cluster();
+  ASSERT_TRUE(scaled_down.is_object());
+  EXPECT_EQ(scaled_down.value("primary", ""), primary) << scaled_down.dump();
+  bool primary_kept = false;
+  for (const Json& i : scaled_down["instances"]) primary_kept |= i.value("name", "") == primary;
+  EXPECT_TRUE(primary_kept) << scaled_down.dump();
+  EXPECT_TRUE(PrimaryStreamsTo(1));
+  EXPECT_TRUE(EveryReplicaHasTheRow(1));
 
   ASSERT_TRUE(Stop(up)) << UpLog();
   EXPECT_NE(UpLog().find("petrel local: stopped"), std::string::npos);
