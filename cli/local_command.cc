@@ -24,6 +24,7 @@
 
 #include "controller/manager.h"
 #include "controller/registry.h"
+#include "core/base64.h"
 #include "core/log.h"
 #include "local/addresses.h"
 #include "local/files.h"
@@ -240,10 +241,10 @@ Json BuildStatus(LocalStore& store) {
                        {"secretName", secret}};
     if (!secret.empty()) {
       auto s = store.Get(resources::kSecret, {meta::Namespace(a), secret});
-      std::string url;
-      if (s.ok() && Base64Decode(s->value("data", Json::object()).value("DATABASE_URL", ""), &url) &&
-          !url.empty()) {
-        attachment["databaseUrl"] = Redact(url);  // the password stays in the file
+      std::optional<std::string> url;
+      if (s.ok()) url = Base64Decode(s->value("data", Json::object()).value("DATABASE_URL", ""));
+      if (url && !url->empty()) {
+        attachment["databaseUrl"] = Redact(*url);  // the password stays in the file
         attachment["databaseUrlFile"] = (store.state_dir() / "secrets" / meta::Namespace(a) /
                                          secret / "DATABASE_URL")
                                             .string();

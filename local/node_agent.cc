@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/base64.h"
 #include "core/clock.h"
 #include "local/files.h"
 #include "local/process.h"
@@ -61,9 +62,9 @@ std::map<std::string, std::string> DecodedData(const Json& object, bool base64) 
   const Json data = object.value("data", Json::object());
   for (auto& [k, v] : data.items()) {
     if (!v.is_string()) continue;
-    std::string value = v.get<std::string>();
-    if (base64 && !Base64Decode(value, &value)) continue;
-    out[k] = value;
+    std::optional<std::string> value = v.get<std::string>();
+    if (base64) value = Base64Decode(*value);
+    if (value) out[k] = *value;
   }
   return out;
 }

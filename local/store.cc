@@ -14,75 +14,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/base64.h"
 #include "local/files.h"
 
 namespace petrel {
 
 namespace fs = std::filesystem;
-
-// ---------------------------------------------------------------------------------------------
-// Base64
-
-namespace {
-constexpr char kBase64Alphabet[] =
-    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-}  // namespace
-
-std::string Base64Encode(const std::string& bytes) {
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  size_t i = 0;
-  for (; i + 2 < bytes.size(); i += 3) {
-    uint32_t n = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8) | uint8_t(bytes[i + 2]);
-    out += kBase64Alphabet[(n >> 18) & 63];
-    out += kBase64Alphabet[(n >> 12) & 63];
-    out += kBase64Alphabet[(n >> 6) & 63];
-    out += kBase64Alphabet[n & 63];
-  }
-  if (i + 1 == bytes.size()) {
-    uint32_t n = uint8_t(bytes[i]) << 16;
-    out += kBase64Alphabet[(n >> 18) & 63];
-    out += kBase64Alphabet[(n >> 12) & 63];
-    out += "==";
-  } else if (i + 2 == bytes.size()) {
-    uint32_t n = (uint8_t(bytes[i]) << 16) | (uint8_t(bytes[i + 1]) << 8);
-    out += kBase64Alphabet[(n >> 18) & 63];
-    out += kBase64Alphabet[(n >> 12) & 63];
-    out += kBase64Alphabet[(n >> 6) & 63];
-    out += '=';
-  }
-  return out;
-}
-
-bool Base64Decode(const std::string& text, std::string* bytes) {
-  if (text.size() % 4 != 0) return false;
-  std::string out;
-  out.reserve(text.size() / 4 * 3);
-  for (size_t i = 0; i < text.size(); i += 4) {
-    uint32_t n = 0;
-    int pad = 0;
-    for (size_t j = 0; j < 4; ++j) {
-      char c = text[i + j];
-      uint32_t v = 0;
-      if (c == '=') {
-        // Padding only at the very end, at most two.
-        if (i + 4 != text.size() || j < 2) return false;
-        ++pad;
-      } else {
-        if (pad > 0) return false;
-        const char* p = std::strchr(kBase64Alphabet, c);
-        if (p == nullptr || c == '\0') return false;
-        v = static_cast<uint32_t>(p - kBase64Alphabet);
-      }
-      n = (n << 6) | v;
-    }
-    out += static_cast<char>((n >> 16) & 0xff);
-    if (pad < 2) out += static_cast<char>((n >> 8) & 0xff);
-    if (pad < 1) out += static_cast<char>(n & 0xff);
-  }
-  *bytes = std::move(out);
-  return true;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Served types and small helpers
@@ -554,10 +491,10 @@ void LocalStore::WriteSecretFiles(const Json* old_secret, const Json* new_secret
   }
   Json data = new_secret->value("data", Json::object());
   for (auto& [key, value] : data.items()) {
-    std::string bytes;
-    if (!value.is_string() || !Base64Decode(value.get<std::string>(), &bytes)) continue;
+    std::optional<std::string> bytes;
+    if (!value.is_string() || !(bytes = Base64Decode(value.get<std::string>()))) continue;
     Status written =
-        WriteFileAtomically(dir / key, bytes, fs::perms::owner_read | fs::perms::owner_write);
+        WriteFileAtomically(dir / key, *bytes, fs::perms::owner_read | fs::perms::owner_write);
     if (!written.ok()) spdlog::error("local store: secret files: {}", written.message());
   }
   for (const auto& entry : fs::directory_iterator(dir, ec)) {
@@ -591,13 +528,12 @@ Status LocalStore::PrepareSecretLocked(Json* secret) {
   if (data.is_null()) data = Json::object();
   if (!data.is_object()) return InvalidError("Secret data must be a map of base64 strings");
   for (auto& [key, value] : data.items()) {
-    std::string ignored;
     if (!IsConfigKey(key)) {
       return InvalidError("Secret key \"" + key +
                           "\" is invalid: keys may contain only letters, digits, '-', '_' and "
                           "'.'");
     }
-    if (!value.is_string() || !Base64Decode(value.get<std::string>(), &ignored)) {
+    if (!value.is_string() || !Base64Decode(value.get<std::string>())) {
       // The value itself is never echoed: it is secret.
       return InvalidError("Secret data[" + key + "] is not base64; put plain text in stringData");
     }

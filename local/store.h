@@ -169,11 +169,6 @@ class LocalStore : public KubeClient {
   std::vector<std::weak_ptr<WatchState>> watches_;  // guarded by mu_
 };
 
-// Base64 (RFC 4648, with padding), as Secret data is encoded.
-std::string Base64Encode(const std::string& bytes);
-// False when `text` is not valid base64.
-bool Base64Decode(const std::string& text, std::string* bytes);
-
 // The resource types the LocalStore serves; nullptr for any other.
 const ResourceType* LocalStoreServedType(const ResourceType& type);
 

@@ -194,6 +194,28 @@ TEST(ManagerTest, WatchedNamespacesLimitTheCache) {
   EXPECT_TRUE(run.get().ok());
 }
 
+TEST(ManagerTest, ReadingAnUndeclaredTypeWatchesItAndWaitsForItsCache) {
+  FakeKubeClient fake;
+  Json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata", {{"namespace", "a"}, {"name", "db-1"}}}};
+  ASSERT_TRUE(fake.Create(resources::kPod, pod).ok());
+  MetricsRegistry metrics;
+  ManagerOptions o = Options("one", &metrics);
+  o.leader_election = LeaderElectionMode::kDisabled;
+  Manager mgr(fake, o);
+  auto run = std::async(std::launch::async, [&] { return mgr.Run(); });
+  ASSERT_TRUE(WaitUntil([&] { return mgr.Ready(); }));
+  // Nobody declared Pods: the first read starts an informer and returns once it has synced.
+  ObjectPtr got = mgr.Get(resources::kPod, ObjectKey{"a", "db-1"});
+  ASSERT_NE(got, nullptr);
+  EXPECT_EQ(mgr.List(resources::kPod, "a").size(), 1u);
+  EXPECT_EQ(mgr.Informers(resources::kPod).size(), 1u) << "later reads share that informer";
+  mgr.RequestStop();
+  ASSERT_EQ(run.wait_for(20s), std::future_status::ready);
+  EXPECT_TRUE(run.get().ok());
+}
+
 TEST(BindAddressTest, ParsesHostPortFormsAndRejectsTheRest) {
   std::string host;
   uint16_t port = 0;

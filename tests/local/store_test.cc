@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include "core/base64.h"
 #include "local/files.h"
 
 namespace petrel {
@@ -408,19 +409,6 @@ TEST(LocalStoreTest, SecretStringDataIsFoldedIntoData) {
   auto refused = store->Create(kSecret, bad);
   EXPECT_EQ(refused.status().code(), Code::kInvalid);
   EXPECT_EQ(refused.status().message().find("not base64!"), std::string::npos);
-}
-
-TEST(LocalStoreTest, Base64RoundTrips) {
-  for (const std::string& s : std::vector<std::string>{"", "f", "fo", "foo", "foob", "fooba",
-                                                       "foobar", std::string("\0\xff", 2)}) {
-    std::string back;
-    ASSERT_TRUE(Base64Decode(Base64Encode(s), &back));
-    EXPECT_EQ(back, s);
-  }
-  EXPECT_EQ(Base64Encode("foobar"), "Zm9vYmFy");
-  std::string ignored;
-  EXPECT_FALSE(Base64Decode("Zm9", &ignored));
-  EXPECT_FALSE(Base64Decode("Z=9v", &ignored));
 }
 
 TEST(LocalStoreTest, ServicesGetClusterIpsFromTheBlock) {
