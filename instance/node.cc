@@ -14,7 +14,7 @@
 #include "core/log.h"
 #include "instance/files.h"
 #include "instance/timeline.h"
-#include "pg/password.h"
+#include "pg/scram.h"
 
 namespace petrel {
 namespace {
@@ -244,7 +244,7 @@ Status PostgresNode::BootstrapRoles() {
   }
   PETREL_ASSIGN_OR_RETURN(PgConn conn, AdminConnect());
   PETREL_ASSIGN_OR_RETURN(std::string verifier,
-                          ScramSha256Verifier(kReplicationUser, o_.replication_password));
+                          ScramVerifier(o_.replication_password));
   PETREL_ASSIGN_OR_RETURN(std::string lit, conn.QuoteLiteral(verifier));
   PETREL_ASSIGN_OR_RETURN(std::string role, conn.QuoteIdent(kReplicationUser));
   // pg_rewind reads files of the source through these functions; granting them lets it use

@@ -47,16 +47,9 @@ std::string StringAt(const Json& j, std::initializer_list<const char*> path) {
   return cur->is_string() ? cur->get<std::string>() : "";
 }
 
+// RoleName, but empty for kNone: status and labels leave an unknown role out.
 const char* RoleText(InstanceRole role) {
-  switch (role) {
-    case InstanceRole::kPrimary:
-      return "primary";
-    case InstanceRole::kReplica:
-      return "replica";
-    case InstanceRole::kNone:
-      break;
-  }
-  return "";
+  return role == InstanceRole::kNone ? "" : RoleName(role);
 }
 
 // "16/B374D848" -> byte position (the format of pg_lsn); false when malformed.
