@@ -130,6 +130,28 @@ const std::vector<std::string>& ManagedParameters() {
   return kManaged;
 }
 
+Json StandbysToJson(const std::vector<StandbyInfo>& standbys) {
+  Json out = Json::array();
+  for (const auto& s : standbys) {
+    out.push_back({{"name", s.name},
+                   {"state", s.state},
+                   {"syncState", s.sync_state},
+                   {"sentLsn", s.sent_lsn},
+                   {"flushLsn", s.flush_lsn},
+                   {"replayLsn", s.replay_lsn},
+                   {"replayLagMs", s.replay_lag_ms}});
+  }
+  return out;
+}
+
+Json ChecksToJson(const std::vector<HealthCheck>& checks) {
+  Json out = Json::array();
+  for (const auto& c : checks) {
+    out.push_back({{"name", c.name}, {"status", CheckStateName(c.state)}, {"output", c.output}});
+  }
+  return out;
+}
+
 }  // namespace
 
 const char* RoleName(InstanceRole role) {
@@ -184,7 +206,21 @@ Json InstanceSpec::ToJson() const {
       {"pgHba", pg_hba},
       {"synchronousStandbyNames", synchronous_standby_names},
       {"snapshotPath", snapshot_path},
+      {"clusterUid", cluster_uid},
+      {"initdb",
+       {{"database", initdb.database},
+        {"owner", initdb.owner},
+        {"encoding", initdb.encoding},
+        {"locale", initdb.locale},
+        {"dataChecksums", initdb.data_checksums}}},
+      {"term", term},
+      {"leaseDurationMs", lease_duration_ms},
   };
+  Json peer_list = Json::array();
+  for (const auto& p : peers) {
+    peer_list.push_back({{"name", p.name}, {"host", p.host}, {"port", p.port}});
+  }
+  j["peers"] = std::move(peer_list);
   if (primary) j["primary"] = {{"host", primary->host}, {"port", primary->port}};
   return j;
 }
@@ -229,6 +265,42 @@ Result<InstanceSpec> InstanceSpec::FromJson(const Json& j) {
   r.StringList("pgHba", &s.pg_hba);
   r.String("synchronousStandbyNames", &s.synchronous_standby_names);
   r.String("snapshotPath", &s.snapshot_path);
+  r.String("clusterUid", &s.cluster_uid);
+  if (const Json* i = r.Object("initdb")) {
+    FieldReader ir(*i, "initdb.");
+    ir.String("database", &s.initdb.database);
+    ir.String("owner", &s.initdb.owner);
+    ir.String("encoding", &s.initdb.encoding);
+    ir.String("locale", &s.initdb.locale);
+    ir.Bool("dataChecksums", &s.initdb.data_checksums);
+    for (auto& c : ir.causes()) r.causes().push_back(c);
+  }
+  r.Int("term", &s.term);
+  r.Int("leaseDurationMs", &s.lease_duration_ms);
+  if (auto it = j.find("peers"); it != j.end() && !it->is_null()) {
+    if (!it->is_array()) {
+      r.Fail("peers", "must be a list of {name, host, port}");
+    } else {
+      for (const Json& e : *it) {
+        if (!e.is_object()) {
+          r.Fail("peers", "must be a list of {name, host, port}");
+          break;
+        }
+        Peer p;
+        FieldReader pr(e, "peers[].");
+        pr.String("name", &p.name);
+        pr.String("host", &p.host);
+        int64_t port = kInstanceApiPort;
+        pr.Int("port", &port);
+        if (p.name.empty()) pr.Fail("name", "is required");
+        if (p.host.empty()) pr.Fail("host", "is required");
+        if (port < 1 || port > 65535) pr.Fail("port", "must be between 1 and 65535");
+        p.port = static_cast<uint16_t>(port);
+        for (auto& c : pr.causes()) r.causes().push_back(c);
+        s.peers.push_back(std::move(p));
+      }
+    }
+  }
 
   // Semantic checks, only once every field has the right type.
   if (r.causes().empty()) {
@@ -240,9 +312,11 @@ Result<InstanceSpec> InstanceSpec::FromJson(const Json& j) {
     if (s.bootstrap == BootstrapMethod::kClone && !s.primary) {
       r.Fail("primary", "is required when bootstrap is \"clone\" (the primary to copy)");
     }
-    if (s.bootstrap == BootstrapMethod::kSnapshot && s.snapshot_path.empty()) {
-      r.Fail("snapshotPath", "is required when bootstrap is \"snapshot\"");
+    if (!s.snapshot_path.empty() && s.snapshot_path.front() != '/') {
+      r.Fail("snapshotPath", "must be an absolute path");
     }
+    if (s.term < 0) r.Fail("term", "must be >= 0");
+    if (s.lease_duration_ms < 0) r.Fail("leaseDurationMs", "must be >= 0 (0 = no lease)");
     if (!s.slot_name.empty() && !ValidSlotName(s.slot_name)) {
       r.Fail("slotName",
              "\"" + s.slot_name + "\" is not a valid slot name (1-63 of a-z, 0-9 and _)");
@@ -298,6 +372,11 @@ Json InstanceStatus::ToJson() const {
       {"lagBytes", lag_bytes},
       {"pgVersion", pg_version},
       {"pendingRestart", pending_restart},
+      {"clusterUid", cluster_uid},
+      {"term", term},
+      {"leaseRemainingMs", lease_remaining_ms},
+      {"standbys", StandbysToJson(standbys)},
+      {"checks", ChecksToJson(checks)},
   };
 }
 
@@ -328,7 +407,143 @@ Result<InstanceStatus> InstanceStatus::FromJson(const Json& j) {
   r.Int("lagBytes", &s.lag_bytes);
   r.String("pgVersion", &s.pg_version);
   r.Bool("pendingRestart", &s.pending_restart);
+  r.String("clusterUid", &s.cluster_uid);
+  r.Int("term", &s.term);
+  r.Int("leaseRemainingMs", &s.lease_remaining_ms);
+  if (auto it = j.find("standbys"); it != j.end() && it->is_array()) {
+    for (const Json& e : *it) {
+      if (!e.is_object()) continue;
+      StandbyInfo sb;
+      FieldReader sr(e, "standbys[].");
+      sr.String("name", &sb.name);
+      sr.String("state", &sb.state);
+      sr.String("syncState", &sb.sync_state);
+      sr.String("sentLsn", &sb.sent_lsn);
+      sr.String("flushLsn", &sb.flush_lsn);
+      sr.String("replayLsn", &sb.replay_lsn);
+      sr.Int("replayLagMs", &sb.replay_lag_ms);
+      for (auto& c : sr.causes()) r.causes().push_back(c);
+      s.standbys.push_back(std::move(sb));
+    }
+  }
+  if (auto it = j.find("checks"); it != j.end() && it->is_array()) {
+    for (const Json& e : *it) {
+      if (!e.is_object()) continue;
+      HealthCheck c;
+      FieldReader cr(e, "checks[].");
+      std::string state = "passing";
+      cr.String("name", &c.name);
+      cr.String("status", &state);
+      cr.String("output", &c.output);
+      c.state = ParseCheckState(state);
+      for (auto& cause : cr.causes()) r.causes().push_back(cause);
+      s.checks.push_back(std::move(c));
+    }
+  }
   if (!r.causes().empty()) return InvalidWithCauses("invalid instance status", r.causes());
+  return s;
+}
+
+const char* CheckStateName(CheckState s) {
+  switch (s) {
+    case CheckState::kWarning:
+      return "warning";
+    case CheckState::kCritical:
+      return "critical";
+    case CheckState::kPassing:
+      break;
+  }
+  return "passing";
+}
+
+CheckState ParseCheckState(const std::string& s) {
+  if (s == "warning") return CheckState::kWarning;
+  if (s == "critical") return CheckState::kCritical;
+  return CheckState::kPassing;
+}
+
+Json LeaseGrant::ToJson() const { return {{"term", term}, {"durationMs", duration_ms}}; }
+
+Result<LeaseGrant> LeaseGrant::FromJson(const Json& j) {
+  if (!j.is_object()) return InvalidError("lease grant must be a JSON object");
+  LeaseGrant g;
+  FieldReader r(j, "");
+  r.Int("term", &g.term);
+  r.Int("durationMs", &g.duration_ms);
+  if (r.causes().empty() && g.duration_ms <= 0) r.Fail("durationMs", "must be > 0");
+  if (!r.causes().empty()) return InvalidWithCauses("invalid lease grant", r.causes());
+  return g;
+}
+
+Json LeaseReply::ToJson() const { return {{"term", term}, {"remainingMs", remaining_ms}}; }
+
+Result<LeaseReply> LeaseReply::FromJson(const Json& j) {
+  if (!j.is_object()) return InvalidError("lease reply must be a JSON object");
+  LeaseReply l;
+  FieldReader r(j, "");
+  r.Int("term", &l.term);
+  r.Int("remainingMs", &l.remaining_ms);
+  if (!r.causes().empty()) return InvalidWithCauses("invalid lease reply", r.causes());
+  return l;
+}
+
+Json PeerConfirmRequest::ToJson() const { return {{"term", term}, {"primary", primary}}; }
+
+Result<PeerConfirmRequest> PeerConfirmRequest::FromJson(const Json& j) {
+  if (!j.is_object()) return InvalidError("confirm-leader request must be a JSON object");
+  PeerConfirmRequest p;
+  FieldReader r(j, "");
+  r.Int("term", &p.term);
+  r.String("primary", &p.primary);
+  if (!r.causes().empty()) return InvalidWithCauses("invalid confirm-leader request", r.causes());
+  return p;
+}
+
+Json PeerConfirmReply::ToJson() const { return {{"confirmed", confirmed}, {"reason", reason}}; }
+
+Result<PeerConfirmReply> PeerConfirmReply::FromJson(const Json& j) {
+  if (!j.is_object()) return InvalidError("confirm-leader reply must be a JSON object");
+  PeerConfirmReply p;
+  FieldReader r(j, "");
+  r.Bool("confirmed", &p.confirmed);
+  r.String("reason", &p.reason);
+  if (!r.causes().empty()) return InvalidWithCauses("invalid confirm-leader reply", r.causes());
+  return p;
+}
+
+Json SnapshotRequest::ToJson() const { return {{"dir", dir}}; }
+
+Result<SnapshotRequest> SnapshotRequest::FromJson(const Json& j) {
+  if (!j.is_object()) return InvalidError("snapshot request must be a JSON object");
+  SnapshotRequest s;
+  FieldReader r(j, "");
+  r.String("dir", &s.dir);
+  if (r.causes().empty() && (s.dir.empty() || s.dir.front() != '/')) {
+    r.Fail("dir", "must be an absolute path");
+  }
+  if (!r.causes().empty()) return InvalidWithCauses("invalid snapshot request", r.causes());
+  return s;
+}
+
+Json SnapshotInfo::ToJson() const {
+  return {{"sizeBytes", size_bytes},   {"lsn", lsn},
+          {"pgVersion", pg_version},   {"pgMajor", pg_major},
+          {"systemIdentifier", system_identifier}, {"timeline", timeline}};
+}
+
+Result<SnapshotInfo> SnapshotInfo::FromJson(const Json& j) {
+  if (!j.is_object()) return InvalidError("snapshot info must be a JSON object");
+  SnapshotInfo s;
+  FieldReader r(j, "");
+  int64_t major = 0;
+  r.Int("sizeBytes", &s.size_bytes);
+  r.String("lsn", &s.lsn);
+  r.String("pgVersion", &s.pg_version);
+  r.Int("pgMajor", &major);
+  r.String("systemIdentifier", &s.system_identifier);
+  r.Int("timeline", &s.timeline);
+  s.pg_major = static_cast<int>(major);
+  if (!r.causes().empty()) return InvalidWithCauses("invalid snapshot info", r.causes());
   return s;
 }
 
