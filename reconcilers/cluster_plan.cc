@@ -127,6 +127,7 @@ std::string InstanceSpecHash(const InstanceSpec& spec) {
             {"sync", spec.synchronous_standby_names},
             {"snapshot", spec.snapshot_path}};
   if (spec.primary) j["primary"] = spec.primary->host + ":" + std::to_string(spec.primary->port);
+  if (spec.bootstrap == BootstrapMethod::kInitdb) j["initdb"] = spec.ToJson()["initdb"];
   return Hex(Fnv1a(j.dump()));
 }
 
@@ -848,6 +849,10 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     if (m.name == primary_) {
       want.role = InstanceRole::kPrimary;
       want.bootstrap = system_id.empty() ? BootstrapMethod::kInitdb : BootstrapMethod::kNone;
+      if (want.bootstrap == BootstrapMethod::kInitdb) {
+        want.initdb = InitdbOptions{spec.initdb.database, spec.initdb.owner, spec.initdb.encoding,
+                                    spec.initdb.locale, spec.initdb.data_checksums};
+      }
       want.replication_slots = slots;
       want.synchronous_standby_names =
           SynchronousStandbyNames(spec.postgresql.synchronous, standbys);

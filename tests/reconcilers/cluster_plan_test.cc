@@ -268,6 +268,37 @@ TEST(ClusterPlan, InstanceSpecsBootstrapPrimaryThenClones) {
   EXPECT_GT(specs["db-2"].generation, 0);
 }
 
+// spec.bootstrap.initdb reaches the primary's first spec only; replicas clone it.
+TEST(ClusterPlan, InitdbOptionsGoToTheBootstrappingPrimaryOnly) {
+  Json spec = Spec(2);
+  spec["bootstrap"] = {{"initdb",
+                        {{"database", "shop"},
+                         {"owner", "shop_owner"},
+                         {"encoding", "LATIN1"},
+                         {"locale", "C"},
+                         {"dataChecksums", false}}}};
+  World w(spec);
+  w.Apply(PlanCluster(w.Observe()));
+  ClusterPlan plan = PlanCluster(w.Observe());
+  std::map<std::string, InstanceSpec> specs;
+  for (const auto& p : plan.spec_puts) specs[p.pod] = p.spec;
+  ASSERT_EQ(specs.count("db-1"), 1u);
+  EXPECT_EQ(specs["db-1"].initdb, (InitdbOptions{"shop", "shop_owner", "LATIN1", "C", false}));
+  EXPECT_EQ(specs["db-2"].initdb, InitdbOptions{});
+  w.Converge();
+  EXPECT_EQ(w.instances_["db-1"].spec.bootstrap, BootstrapMethod::kNone);
+  EXPECT_EQ(w.instances_["db-1"].spec.initdb, InitdbOptions{}) << "initdb options only at birth";
+
+  // The owner defaults to the database's name.
+  World defaults(Spec(1));
+  defaults.Apply(PlanCluster(defaults.Observe()));
+  ClusterPlan first = PlanCluster(defaults.Observe());
+  ASSERT_EQ(first.spec_puts.size(), 1u);
+  EXPECT_EQ(first.spec_puts[0].spec.initdb.database, "app");
+  EXPECT_EQ(first.spec_puts[0].spec.initdb.owner, "app");
+  EXPECT_TRUE(first.spec_puts[0].spec.initdb.data_checksums);
+}
+
 TEST(ClusterPlan, ConvergedClusterPlansNothing) {
   World w(Spec(3));
   w.Converge();
