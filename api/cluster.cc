@@ -698,6 +698,7 @@ Json InstanceState::ToJson() const {
   if (!message.empty()) j["message"] = message;
   if (spec_generation > 0) j["specGeneration"] = spec_generation;
   if (!spec_hash.empty()) j["specHash"] = spec_hash;
+  if (joined) j["joined"] = true;
   return j;
 }
 
@@ -713,6 +714,7 @@ InstanceState InstanceState::FromJson(const Json& j) {
   s.message = Get<std::string>(j, "message", "");
   s.spec_generation = Get<int64_t>(j, "specGeneration", 0);
   s.spec_hash = Get<std::string>(j, "specHash", "");
+  s.joined = Get<bool>(j, "joined", false);
   return s;
 }
 

@@ -883,6 +883,7 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     }
     // Observed state.
     state.ready = m.ready;
+    state.joined = state.joined || m.ready;
     if (m.status) {
       state.role = RoleText(m.status->role);
       state.phase = m.status->phase;
@@ -918,14 +919,24 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   int ready = 0;
   int existing = 0;
   std::string not_ready;
+  std::string joining;  // a not ready member that has never been ready (being provisioned)
+  std::string failing;  // a not ready member that has been ready before
   for (const auto& m : members_) {
     if (m.pod && !meta::IsBeingDeleted(*m.pod)) ++existing;
     if (m.ready) {
       ++ready;
-    } else if (not_ready.empty()) {
-      not_ready = m.name + (m.status_error.empty() && m.status && !m.status->message.empty()
-                                ? " (" + m.status->message + ")"
-                                : "");
+      continue;
+    }
+    std::string described =
+        m.name + (m.status_error.empty() && m.status && !m.status->message.empty()
+                      ? " (" + m.status->message + ")"
+                      : "");
+    if (not_ready.empty()) not_ready = described;
+    const InstanceState* state = new_.FindInstance(m.name);
+    if (state && state->joined) {
+      if (failing.empty()) failing = described;
+    } else if (joining.empty()) {
+      joining = described;
     }
   }
   if (spec) {
@@ -933,7 +944,10 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     new_.ready_replicas = ready;
     new_.current_primary = primary_;
     new_.target_primary = target_;
-    new_.image = spec->image;
+    // The image every member runs: it changes once the last outdated Pod was recreated.
+    bool all_updated = std::all_of(members_.begin(), members_.end(),
+                                   [](const Member& m) { return !m.pod || m.up_to_date; });
+    if (all_updated || new_.image.empty()) new_.image = spec->image;
     new_.postgres_major_version = spec->postgres_major;
     new_.instance_names.clear();
     for (const auto& m : members_) new_.instance_names.push_back(m.name);
@@ -961,13 +975,20 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     } else if (all_ready) {
       phase = "Healthy";
       reason = "Cluster is healthy";
+    } else if (!joining.empty() && failing.empty()) {
+      // New instances (initdb, clone) are not a problem until they have been ready once. A
+      // cluster still coming up stays Provisioning; one that was up is Scaling.
+      bool provisioning = old_.phase.empty() || old_.phase == "Provisioning";
+      phase = provisioning ? "Provisioning" : "Scaling";
+      reason = "Waiting for new instance " + joining + " to become ready";
     } else {
       phase = "Degraded";
-      reason = "Instance " + not_ready + " is not ready";
+      reason = "Instance " + (failing.empty() ? not_ready : failing) + " is not ready";
     }
   }
   new_.phase = phase;
   new_.phase_reason = reason;
+  const std::string& culprit = failing.empty() ? not_ready : failing;
   bool progressing = !refusal_ && phase != "Healthy" && phase != "Degraded";
   std::vector<Condition> conditions;
   std::string ready_message =
@@ -996,7 +1017,7 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   } else if (phase == "Degraded") {
     conditions.push_back(MakeCondition(old_, "Degraded", true, "InstanceNotReady",
                                        reason + "; check `kubectl describe pod " +
-                                           not_ready.substr(0, not_ready.find(' ')) +
+                                           culprit.substr(0, culprit.find(' ')) +
                                            "` and its logs.",
                                        generation_, o_.now));
   } else {
