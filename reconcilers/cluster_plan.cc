@@ -245,13 +245,13 @@ Json DesiredService(const Names& n, const std::string& name, Json selector, cons
                {"protocol", "TCP"}}}}}}};
 }
 
-Json DesiredPdb(const Names& n, const std::string& name, const std::string& role, int min_available,
-                const Json& owner_ref) {
+Json DesiredPdb(const Names& n, const ResourceType& type, const std::string& name,
+                const std::string& role, int min_available, const Json& owner_ref) {
   Json selector = BaseLabels(n.cluster);
   selector.erase(kManagedByLabel);
   selector[kRoleLabel] = role;
-  return {{"apiVersion", "policy/v1beta1"},
-          {"kind", "PodDisruptionBudget"},
+  return {{"apiVersion", type.ApiVersion()},
+          {"kind", type.kind},
           {"metadata", ObjectMeta(n, name, owner_ref, BaseLabels(n.cluster))},
           {"spec", {{"minAvailable", min_available}, {"selector", {{"matchLabels", selector}}}}}};
 }
@@ -687,25 +687,26 @@ void Planner::ConvergePdbs(const PostgresClusterSpec& spec) {
       {n_.cluster + "-primary", "primary", 1, spec.enable_pdb && n > 1},
       {n_.cluster, "replica", n - 2, spec.enable_pdb && n > 2},
   };
+  const ResourceType& pdb_type = *o_.pdb_type;
   for (const auto& w : pdbs) {
     auto it = o_.pdbs.find(w.name);
     bool exists = it != o_.pdbs.end();
     if (exists && !HasControllerRef(it->second, uid_)) continue;
     if (!w.wanted) {
       if (exists) {
-        Action(ObjectOp::kDelete, resources::kPodDisruptionBudget, w.name, Json(),
+        Action(ObjectOp::kDelete, pdb_type, w.name, Json(),
                "delete PodDisruptionBudget " + w.name);
       }
       continue;
     }
-    Json desired = DesiredPdb(n_, w.name, w.role, w.min_available, owner_ref_);
+    Json desired = DesiredPdb(n_, pdb_type, w.name, w.role, w.min_available, owner_ref_);
     if (!exists) {
-      Action(ObjectOp::kCreate, resources::kPodDisruptionBudget, w.name, desired,
+      Action(ObjectOp::kCreate, pdb_type, w.name, desired,
              "create PodDisruptionBudget " + w.name);
     } else if (Field(Field(it->second, "spec"), "minAvailable") !=
                    desired["spec"]["minAvailable"] ||
                Field(Field(it->second, "spec"), "selector") != desired["spec"]["selector"]) {
-      Action(ObjectOp::kMergePatch, resources::kPodDisruptionBudget, w.name,
+      Action(ObjectOp::kMergePatch, pdb_type, w.name,
              {{"spec", desired["spec"]}}, "update PodDisruptionBudget " + w.name);
     }
   }
