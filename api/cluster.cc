@@ -524,16 +524,14 @@ void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out) {
   if (!out->owner.empty() && !IsIdentifier(out->owner)) {
     r.Problem(p + ".owner", "is not a valid role name" + std::string(ident_hint));
   }
-  if (out->database == "postgres" || out->database == "template0" ||
-      out->database == "template1") {
+  if (out->database == "postgres" || out->database == "template0" || out->database == "template1") {
     r.Problem(p + ".database",
               "\"" + out->database + "\" is a system database; choose an application database name",
               "FieldValueForbidden");
   }
   // The owner defaults to the database name, so the reserved names apply to that too.
   const std::string owner = out->owner.empty() ? out->database : out->owner;
-  if (owner == "postgres" || owner == "streaming_replica" ||
-      owner.rfind("pg_", 0) == 0) {
+  if (owner == "postgres" || owner == "streaming_replica" || owner.rfind("pg_", 0) == 0) {
     r.Problem(p + ".owner", "\"" + owner + "\" is reserved; choose an application role name",
               "FieldValueForbidden");
   }

@@ -694,20 +694,18 @@ void Planner::ConvergePdbs(const PostgresClusterSpec& spec) {
     if (exists && !HasControllerRef(it->second, uid_)) continue;
     if (!w.wanted) {
       if (exists) {
-        Action(ObjectOp::kDelete, pdb_type, w.name, Json(),
-               "delete PodDisruptionBudget " + w.name);
+        Action(ObjectOp::kDelete, pdb_type, w.name, Json(), "delete PodDisruptionBudget " + w.name);
       }
       continue;
     }
     Json desired = DesiredPdb(n_, pdb_type, w.name, w.role, w.min_available, owner_ref_);
     if (!exists) {
-      Action(ObjectOp::kCreate, pdb_type, w.name, desired,
-             "create PodDisruptionBudget " + w.name);
+      Action(ObjectOp::kCreate, pdb_type, w.name, desired, "create PodDisruptionBudget " + w.name);
     } else if (Field(Field(it->second, "spec"), "minAvailable") !=
                    desired["spec"]["minAvailable"] ||
                Field(Field(it->second, "spec"), "selector") != desired["spec"]["selector"]) {
-      Action(ObjectOp::kMergePatch, pdb_type, w.name,
-             {{"spec", desired["spec"]}}, "update PodDisruptionBudget " + w.name);
+      Action(ObjectOp::kMergePatch, pdb_type, w.name, {{"spec", desired["spec"]}},
+             "update PodDisruptionBudget " + w.name);
     }
   }
 }
@@ -1018,8 +1016,7 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   } else if (phase == "Degraded") {
     conditions.push_back(MakeCondition(old_, "Degraded", true, "InstanceNotReady",
                                        reason + "; check `kubectl describe pod " +
-                                           culprit.substr(0, culprit.find(' ')) +
-                                           "` and its logs.",
+                                           culprit.substr(0, culprit.find(' ')) + "` and its logs.",
                                        generation_, o_.now));
   } else {
     conditions.push_back(MakeCondition(old_, "Degraded", false, "AsExpected", "No problems found.",

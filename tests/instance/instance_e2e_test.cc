@@ -422,14 +422,14 @@ TEST_F(InstanceE2eTest, InitdbOptionsShapeTheNewCluster) {
             "Shop \"Owner\" LATIN1");
   EXPECT_EQ(a.Query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'Shop \"Owner\"'"), "f");
   // The owner owns the public schema of its database (pg_database_owner in Postgres 15).
-  auto shop = PgConn::Connect(
-      ConnInfo({{"host", a.endpoint().host},
-                {"port", std::to_string(a.endpoint().port)},
-                {"user", "postgres"},
-                {"dbname", "shop"}}),
-      kSuperPassword);
+  auto shop = PgConn::Connect(ConnInfo({{"host", a.endpoint().host},
+                                        {"port", std::to_string(a.endpoint().port)},
+                                        {"user", "postgres"},
+                                        {"dbname", "shop"}}),
+                              kSuperPassword);
   ASSERT_TRUE(shop.ok()) << shop.status().ToString();
-  ASSERT_TRUE(shop->ExecScript("SET ROLE \"Shop \"\"Owner\"\"\"; CREATE TABLE items (id int)").ok());
+  ASSERT_TRUE(
+      shop->ExecScript("SET ROLE \"Shop \"\"Owner\"\"\"; CREATE TABLE items (id int)").ok());
   auto owner = shop->Exec("SELECT tableowner FROM pg_tables WHERE tablename = 'items'");
   ASSERT_TRUE(owner.ok());
   EXPECT_EQ(owner->GetOr(0, 0), "Shop \"Owner\"");

@@ -159,8 +159,8 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
     auto r = env().Kubectl({"apply", "-f", std::string(source) + "/crds/" + crd});
     ASSERT_EQ(r.exit_code, 0) << r.err;
   }
-  auto established = env().Kubectl({"wait", "--for=condition=established", "--timeout=60s",
-                                    "crd/postgresclusters.petrel.dev"});
+  auto established = env().Kubectl(
+      {"wait", "--for=condition=established", "--timeout=60s", "crd/postgresclusters.petrel.dev"});
   ASSERT_EQ(established.exit_code, 0) << established.err;
 
   testing::TempDir dir("petrel-roll-envtest");
@@ -177,9 +177,8 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
   ServiceProxy proxy(client(), proxy_options);
   ASSERT_TRUE(proxy.Start().ok());
   ControllerChild controller({binary, "controller", "--kubeconfig", env().KubeconfigPath(),
-                              "--no-leader-elect", "--namespace", ns_,
-                              "--metrics-bind-address", "127.0.0.1:0",
-                              "--health-probe-bind-address", "127.0.0.1:0"});
+                              "--no-leader-elect", "--namespace", ns_, "--metrics-bind-address",
+                              "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0"});
 
   const std::string old_image = "ghcr.io/petrel-dev/postgres:15.4";
   const std::string new_image = "ghcr.io/petrel-dev/postgres:15.5";
@@ -214,17 +213,16 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
     auto svc = client().Get(resources::kService, {ns_, "db-rw"});
     std::string address = svc.ok() ? meta::Annotation(*svc, kLocalAddressAnnotation) : "";
     if (address.empty()) return UnavailableError("db-rw has no local address yet");
-    return PgConn::Connect(ConnInfo({{"host", address},
-                                     {"port", "5432"},
-                                     {"user", "postgres"},
-                                     {"dbname", "postgres"}}),
-                           *password);
+    return PgConn::Connect(
+        ConnInfo(
+            {{"host", address}, {"port", "5432"}, {"user", "postgres"}, {"dbname", "postgres"}}),
+        *password);
   };
   {
     auto conn = leader_sql();
     ASSERT_TRUE(conn.ok()) << conn.status().ToString();
-    ASSERT_TRUE(conn->ExecScript("CREATE TABLE kept(v text); INSERT INTO kept VALUES ('before')")
-                    .ok());
+    ASSERT_TRUE(
+        conn->ExecScript("CREATE TABLE kept(v text); INSERT INTO kept VALUES ('before')").ok());
   }
 
   PodStepLog log(client(), ns_);
@@ -233,8 +231,8 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
                                 "{\"spec\":{\"image\":\"" + new_image + "\"}}"});
   ASSERT_EQ(patched.exit_code, 0) << patched.err;
   // status.image names what every instance runs: still the old image while Pods are outdated.
-  ASSERT_TRUE(WaitFor([&] { return status().value("phase", "") == "Upgrading"; },
-                      std::chrono::seconds(30)))
+  ASSERT_TRUE(
+      WaitFor([&] { return status().value("phase", "") == "Upgrading"; }, std::chrono::seconds(30)))
       << status().dump(2);
   EXPECT_EQ(status().value("image", ""), old_image);
   ASSERT_TRUE(WaitFor([&] { return healthy_with(new_image); }, std::chrono::seconds(300)))
@@ -244,9 +242,9 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
   std::vector<std::string> steps = log.Steps();
   const std::string new_primary = status().value("currentPrimary", "");
   EXPECT_TRUE(new_primary == "db-2" || new_primary == "db-3") << new_primary;
-  EXPECT_EQ(steps, (std::vector<std::string>{"delete db-3", "create db-3", "delete db-2",
-                                             "create db-2", "primary " + new_primary,
-                                             "delete db-1", "create db-1"}));
+  EXPECT_EQ(steps,
+            (std::vector<std::string>{"delete db-3", "create db-3", "delete db-2", "create db-2",
+                                      "primary " + new_primary, "delete db-1", "create db-1"}));
   EXPECT_EQ(status().value("targetPrimary", ""), new_primary);
   for (const Json& i : status().value("instances", Json::array())) {
     EXPECT_EQ(i.value("role", ""), i.value("name", "") == new_primary ? "primary" : "replica")
@@ -273,19 +271,22 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
   EXPECT_EQ(rows->GetOr(0, 0), "before");
   EXPECT_EQ(rows->GetOr(0, 1), "f");
   ASSERT_TRUE(conn->ExecScript("INSERT INTO kept VALUES ('after')").ok());
-  EXPECT_TRUE(WaitFor([&] {
-    auto svc = client().Get(resources::kService, {ns_, "db-1"});
-    std::string address = svc.ok() ? meta::Annotation(*svc, kLocalAddressAnnotation) : "";
-    if (address.empty()) return false;
-    auto old_primary = PgConn::Connect(ConnInfo({{"host", address},
-                                                 {"port", "5432"},
-                                                 {"user", "postgres"},
-                                                 {"dbname", "postgres"}}),
-                                       *password);
-    if (!old_primary.ok()) return false;
-    auto r = old_primary->Exec("SELECT string_agg(v, ',' ORDER BY v), pg_is_in_recovery() FROM kept");
-    return r.ok() && r->GetOr(0, 0) == "after,before" && r->GetOr(0, 1) == "t";
-  }, std::chrono::seconds(30)));
+  EXPECT_TRUE(WaitFor(
+      [&] {
+        auto svc = client().Get(resources::kService, {ns_, "db-1"});
+        std::string address = svc.ok() ? meta::Annotation(*svc, kLocalAddressAnnotation) : "";
+        if (address.empty()) return false;
+        auto old_primary = PgConn::Connect(ConnInfo({{"host", address},
+                                                     {"port", "5432"},
+                                                     {"user", "postgres"},
+                                                     {"dbname", "postgres"}}),
+                                           *password);
+        if (!old_primary.ok()) return false;
+        auto r = old_primary->Exec(
+            "SELECT string_agg(v, ',' ORDER BY v), pg_is_in_recovery() FROM kept");
+        return r.ok() && r->GetOr(0, 0) == "after,before" && r->GetOr(0, 1) == "t";
+      },
+      std::chrono::seconds(30)));
   EXPECT_TRUE(controller.running());
   proxy.Stop();
   agent.Stop();

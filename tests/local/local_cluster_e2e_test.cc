@@ -48,12 +48,13 @@ class LocalClusterE2e : public ::testing::Test {
   }
   std::string UpLog() { return ReadFile(dir_.path() / ("up-" + std::to_string(ups_) + ".log")).value_or(""); }
   void WriteManifest(int replicas) {
-    std::ofstream(manifest_) << "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
-                                "metadata: {name: db}\nspec:\n  replicas: "
-                             << replicas
-                             << "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n"
-                                "  bootstrap:\n    initdb: {database: shop, owner: shop_owner, "
-                                "encoding: UTF8, locale: C}\n";
+    std::ofstream(manifest_)
+        << "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
+           "metadata: {name: db}\nspec:\n  replicas: "
+        << replicas
+        << "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n"
+           "  bootstrap:\n    initdb: {database: shop, owner: shop_owner, "
+           "encoding: UTF8, locale: C}\n";
   }
   // The cluster as the running petrel local reports it (GET /status), or null.
   Json Cluster() {

@@ -318,22 +318,62 @@ TEST(ClusterPlan, PhaseWhileNewInstancesAreStillBootstrapping) {
     std::vector<std::string> slow;  // instances still in initdb/clone
     std::vector<std::string> down;  // instances that were ready and stopped
     std::string phase;
-    std::string degraded;           // Degraded condition status
-    std::string progressing;        // Progressing condition status
+    std::string degraded;     // Degraded condition status
+    std::string progressing;  // Progressing condition status
     std::string reason_has;
   };
   const std::vector<Case> cases = {
-      {"fresh cluster, replicas cloning", 3, true, 0, {"db-2", "db-3"}, {}, "Provisioning",
-       "False", "True", "db-2 (pg_basebackup in progress)"},
-      {"fresh cluster, primary in initdb", 3, true, 0, {"db-1", "db-2", "db-3"}, {},
-       "Provisioning", "False", "True", "db-1"},
+      {"fresh cluster, replicas cloning",
+       3,
+       true,
+       0,
+       {"db-2", "db-3"},
+       {},
+       "Provisioning",
+       "False",
+       "True",
+       "db-2 (pg_basebackup in progress)"},
+      {"fresh cluster, primary in initdb",
+       3,
+       true,
+       0,
+       {"db-1", "db-2", "db-3"},
+       {},
+       "Provisioning",
+       "False",
+       "True",
+       "db-1"},
       {"fresh cluster, all ready", 3, true, 0, {}, {}, "Healthy", "False", "False", "healthy"},
-      {"scale up, new instances cloning", 2, false, 4, {"db-3", "db-4"}, {}, "Scaling", "False",
-       "True", "db-3"},
-      {"replica that was ready stopped", 3, false, 0, {}, {"db-3"}, "Degraded", "True", "False",
+      {"scale up, new instances cloning",
+       2,
+       false,
+       4,
+       {"db-3", "db-4"},
+       {},
+       "Scaling",
+       "False",
+       "True",
        "db-3"},
-      {"scale up while a ready replica stopped", 2, false, 3, {"db-3"}, {"db-2"}, "Degraded",
-       "True", "False", "db-2"},
+      {"replica that was ready stopped",
+       3,
+       false,
+       0,
+       {},
+       {"db-3"},
+       "Degraded",
+       "True",
+       "False",
+       "db-3"},
+      {"scale up while a ready replica stopped",
+       2,
+       false,
+       3,
+       {"db-3"},
+       {"db-2"},
+       "Degraded",
+       "True",
+       "False",
+       "db-2"},
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(c.name);
@@ -353,7 +393,8 @@ TEST(ClusterPlan, PhaseWhileNewInstancesAreStillBootstrapping) {
     EXPECT_NE(st.phase_reason.find(c.reason_has), std::string::npos) << st.phase_reason;
     EXPECT_EQ(st.FindCondition("Degraded")->status, c.degraded);
     EXPECT_EQ(st.FindCondition("Progressing")->status, c.progressing);
-    EXPECT_EQ(st.FindCondition("Ready")->status, c.slow.empty() && c.down.empty() ? "True" : "False");
+    EXPECT_EQ(st.FindCondition("Ready")->status,
+              c.slow.empty() && c.down.empty() ? "True" : "False");
   }
 
   // Once a new instance has been ready, losing it is Degraded again.

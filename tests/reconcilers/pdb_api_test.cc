@@ -19,8 +19,7 @@ TEST(PdbApi, ChoosesTheNewestVersionThatAnswers) {
     Code code = Code::kOk;
   };
   const std::vector<Case> cases = {
-      {"1.21 to 1.24: both served", Status::Ok(), Status::Ok(),
-       &resources::kPodDisruptionBudgetV1},
+      {"1.21 to 1.24: both served", Status::Ok(), Status::Ok(), &resources::kPodDisruptionBudgetV1},
       {"1.25 and later: v1 only", Status::Ok(), NotFoundError("404 page not found"),
        &resources::kPodDisruptionBudgetV1},
       {"1.20: v1beta1 only", NotFoundError("404 page not found"), Status::Ok(),
@@ -109,13 +108,14 @@ TEST(PdbApi, PlannerWritesTheChosenVersion) {
        {&resources::kPodDisruptionBudget, &resources::kPodDisruptionBudgetV1}) {
     SCOPED_TRACE(type->ApiVersion());
     ClusterObservation o;
-    o.cluster = {{"apiVersion", "petrel.dev/v1alpha1"},
-                 {"kind", "PostgresCluster"},
-                 {"metadata", {{"name", "db"}, {"namespace", "ns"}, {"uid", "u"}, {"generation", 1}}},
-                 {"spec",
-                  {{"replicas", 3},
-                   {"image", "ghcr.io/petrel-dev/postgres:15.4"},
-                   {"storage", {{"size", "1Gi"}}}}}};
+    o.cluster = {
+        {"apiVersion", "petrel.dev/v1alpha1"},
+        {"kind", "PostgresCluster"},
+        {"metadata", {{"name", "db"}, {"namespace", "ns"}, {"uid", "u"}, {"generation", 1}}},
+        {"spec",
+         {{"replicas", 3},
+          {"image", "ghcr.io/petrel-dev/postgres:15.4"},
+          {"storage", {{"size", "1Gi"}}}}}};
     o.pdb_type = type;
     ClusterPlan plan = PlanCluster(o);
     int pdbs = 0;
