@@ -524,9 +524,15 @@ void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out) {
   if (!out->owner.empty() && !IsIdentifier(out->owner)) {
     r.Problem(p + ".owner", "is not a valid role name" + std::string(ident_hint));
   }
-  if (out->owner == "postgres" || out->owner == "streaming_replica" ||
-      out->owner.rfind("pg_", 0) == 0) {
-    r.Problem(p + ".owner", "\"" + out->owner + "\" is reserved; choose an application role name",
+  if (out->database == "postgres" || out->database == "template0" || out->database == "template1") {
+    r.Problem(p + ".database",
+              "\"" + out->database + "\" is a system database; choose an application database name",
+              "FieldValueForbidden");
+  }
+  // The owner defaults to the database name, so the reserved names apply to that too.
+  const std::string owner = out->owner.empty() ? out->database : out->owner;
+  if (owner == "postgres" || owner == "streaming_replica" || owner.rfind("pg_", 0) == 0) {
+    r.Problem(p + ".owner", "\"" + owner + "\" is reserved; choose an application role name",
               "FieldValueForbidden");
   }
   auto simple = [](const std::string& s) {
@@ -690,6 +696,7 @@ Json InstanceState::ToJson() const {
   if (!message.empty()) j["message"] = message;
   if (spec_generation > 0) j["specGeneration"] = spec_generation;
   if (!spec_hash.empty()) j["specHash"] = spec_hash;
+  if (joined) j["joined"] = true;
   return j;
 }
 
@@ -705,6 +712,7 @@ InstanceState InstanceState::FromJson(const Json& j) {
   s.message = Get<std::string>(j, "message", "");
   s.spec_generation = Get<int64_t>(j, "specGeneration", 0);
   s.spec_hash = Get<std::string>(j, "specHash", "");
+  s.joined = Get<bool>(j, "joined", false);
   return s;
 }
 

@@ -158,6 +158,9 @@ struct InstanceState {
   // controller never invents a new generation for the same intent.
   int64_t spec_generation = 0;
   std::string spec_hash;
+  // The instance has been ready at least once since it became a member; until then a not
+  // ready instance is still being provisioned (initdb, clone), not a sign of trouble.
+  bool joined = false;
 
   Json ToJson() const;
   static InstanceState FromJson(const Json& j);

@@ -23,6 +23,8 @@ const ResourceType kEvent{"events.k8s.io", "v1", "events", "Event", true};
 const ResourceType kLease{"coordination.k8s.io", "v1", "leases", "Lease", true};
 const ResourceType kPodDisruptionBudget{"policy", "v1beta1", "poddisruptionbudgets",
                                         "PodDisruptionBudget", true};
+const ResourceType kPodDisruptionBudgetV1{"policy", "v1", "poddisruptionbudgets",
+                                          "PodDisruptionBudget", true};
 const ResourceType kCustomResourceDefinition{"apiextensions.k8s.io", "v1",
                                              "customresourcedefinitions",
                                              "CustomResourceDefinition", false};
@@ -34,10 +36,12 @@ const ResourceType kVolumeSnapshot{"snapshot.storage.k8s.io", "v1", "volumesnaps
                                    "VolumeSnapshot", true};
 
 const ResourceType* FindByKind(const std::string& api_version, const std::string& kind) {
-  static const std::array<const ResourceType*, 14> all = {
+  // Without an apiVersion the first match wins: v1beta1 before v1 for PodDisruptionBudget.
+  static const std::array<const ResourceType*, 15> all = {
       &kPod, &kPersistentVolumeClaim, &kService, &kEndpoints, &kSecret,
       &kConfigMap, &kNamespace, &kEvent, &kLease, &kPodDisruptionBudget,
-      &kCustomResourceDefinition, &kPostgresCluster, &kPostgresAttachment, &kVolumeSnapshot};
+      &kCustomResourceDefinition, &kPostgresCluster, &kPostgresAttachment, &kVolumeSnapshot,
+      &kPodDisruptionBudgetV1};
   for (const ResourceType* t : all) {
     if (t->kind == kind && (api_version.empty() || t->ApiVersion() == api_version)) return t;
   }

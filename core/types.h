@@ -44,7 +44,8 @@ extern const ResourceType kConfigMap;
 extern const ResourceType kNamespace;
 extern const ResourceType kEvent;  // events.k8s.io/v1
 extern const ResourceType kLease;
-extern const ResourceType kPodDisruptionBudget;
+extern const ResourceType kPodDisruptionBudget;    // policy/v1beta1: Kubernetes up to 1.24
+extern const ResourceType kPodDisruptionBudgetV1;  // policy/v1: Kubernetes 1.21 and later
 extern const ResourceType kCustomResourceDefinition;
 extern const ResourceType kPostgresCluster;
 extern const ResourceType kPostgresAttachment;

@@ -215,9 +215,13 @@ Status PostgresNode::Initdb(const InstanceSpec& spec) {
   // The password reaches initdb through a private file, deleted right after.
   std::string pwfile = state_dir_ + "/.pwfile";
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(pwfile, o_.superuser_password + "\n", 0600, o_.run_as));
-  Status st = RunPg("initdb", "initdb",
-                    {"-D", init_dir_, "--auth=scram-sha-256", "--data-checksums", "--encoding=UTF8",
-                     "--locale=C", "--username=" + std::string(kSuperuser), "--pwfile=" + pwfile});
+  std::vector<std::string> args = {"-D", init_dir_, "--auth=scram-sha-256",
+                                   "--username=" + std::string(kSuperuser), "--pwfile=" + pwfile};
+  // Arguments, never a shell: the values reach initdb exactly as the controller validated them.
+  if (!spec.initdb.encoding.empty()) args.push_back("--encoding=" + spec.initdb.encoding);
+  if (!spec.initdb.locale.empty()) args.push_back("--locale=" + spec.initdb.locale);
+  if (spec.initdb.data_checksums) args.push_back("--data-checksums");
+  Status st = RunPg("initdb", "initdb", std::move(args));
   unlink(pwfile.c_str());
   PETREL_RETURN_IF_ERROR(st);
 
@@ -231,6 +235,7 @@ Status PostgresNode::Initdb(const InstanceSpec& spec) {
                                         "synchronous_standby_names="})));
   st = WaitAccepting(std::chrono::seconds(60));
   if (st.ok()) st = BootstrapRoles();
+  if (st.ok()) st = CreateApplicationDatabase(spec.initdb);
   if (!temp.SignalAndWait(SIGINT, std::chrono::seconds(60))) {
     temp.SignalAndWait(SIGQUIT, std::chrono::seconds(10));
   }
@@ -257,6 +262,35 @@ Status PostgresNode::BootstrapRoles() {
       "GRANT EXECUTE ON FUNCTION pg_catalog.pg_read_binary_file(text, bigint, bigint, boolean) "
       "TO " +
       role + ";\nCHECKPOINT;");
+}
+
+Status PostgresNode::CreateApplicationDatabase(const InitdbOptions& initdb) {
+  if (initdb.database.empty()) return Status::Ok();
+  const std::string& owner = initdb.owner.empty() ? initdb.database : initdb.owner;
+  PETREL_ASSIGN_OR_RETURN(PgConn conn, AdminConnect());
+  PETREL_ASSIGN_OR_RETURN(std::string owner_ident, conn.QuoteIdent(owner));
+  PETREL_ASSIGN_OR_RETURN(std::string database_ident, conn.QuoteIdent(initdb.database));
+  // Each step checks first, so a retry after a failure part-way converges. The owner cannot
+  // log in: an attachment (or the user) gives the application its own login roles.
+  PETREL_ASSIGN_OR_RETURN(PgRows role,
+                          conn.Exec("SELECT 1 FROM pg_roles WHERE rolname = $1", {owner}));
+  if (role.size() == 0) {
+    spdlog::info("creating role {} (NOLOGIN) to own database {}", owner, initdb.database);
+    PETREL_RETURN_IF_ERROR(conn.Exec("CREATE ROLE " + owner_ident + " NOLOGIN").status());
+  }
+  PETREL_ASSIGN_OR_RETURN(
+      PgRows db, conn.Exec("SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = $1",
+                           {initdb.database}));
+  if (db.size() == 0) {
+    // template1 carries initdb's encoding and locale, which the new database inherits.
+    spdlog::info("creating database {} owned by {}", initdb.database, owner);
+    PETREL_RETURN_IF_ERROR(
+        conn.Exec("CREATE DATABASE " + database_ident + " OWNER " + owner_ident).status());
+  } else if (db.GetOr(0, 0) != owner) {
+    PETREL_RETURN_IF_ERROR(
+        conn.Exec("ALTER DATABASE " + database_ident + " OWNER TO " + owner_ident).status());
+  }
+  return Status::Ok();
 }
 
 Status PostgresNode::Clone(const InstanceSpec& spec) {

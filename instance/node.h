@@ -73,6 +73,9 @@ class PostgresNode {
   // Gathers facts for the planner (reaps a crashed postgres and arms the restart backoff).
   ObservedInstance Observe(const InstanceSpec& spec, bool has_spec, SqlFacts* facts);
 
+  // initdb with spec.initdb's encoding, locale and checksums; then, on a private socket-only
+  // start, the replication role and spec.initdb's database and owner, all before PGDATA is
+  // installed (an interrupted attempt leaves only the .init directory, redone next time).
   Status Initdb(const InstanceSpec& spec);
   Status Clone(const InstanceSpec& spec);
   Status Rewind(const InstanceSpec& spec);
@@ -101,6 +104,8 @@ class PostgresNode {
   Status InstallDataDir(const std::string& from);
   Status WaitAccepting(std::chrono::seconds timeout);
   Status BootstrapRoles();
+  // The application database of spec.initdb and its NOLOGIN owner role (idempotent).
+  Status CreateApplicationDatabase(const InitdbOptions& initdb);
   SqlFacts QuerySql(const InstanceSpec& spec);
   Status CheckSourceIsPrimary(const Endpoint& primary);
   // Whether this replica's WAL went past the point where `spec.primary`'s timeline forked

@@ -24,6 +24,7 @@ class LibpqPgAdmin : public PgAdmin {
     if (state.comment) out.managed_by = ParseRoleMarker(*state.comment);
     out.attributes_match = sql::HasAttachmentAttributes(state, connection_limit);
     out.password_matches = !password.empty() && ScramVerifierMatches(state.verifier, password);
+    out.can_login = state.can_login;
     return out;
   }
 
@@ -64,6 +65,11 @@ class LibpqPgAdmin : public PgAdmin {
                      const std::string& database_owner, AttachmentPrivileges privileges) override {
     PETREL_ASSIGN_OR_RETURN(PgConn in_db, ConnectTo(database));
     return sql::GrantAccess(in_db, database, role, database_owner, privileges);
+  }
+
+  Status RevokeLogin(const std::string& role) override {
+    PETREL_RETURN_IF_ERROR(sql::DisableLogin(admin_, role));
+    return sql::TerminateSessions(admin_, role).status();
   }
 
   Status DetachRole(const std::string& role, OwnedObjectsPolicy policy,

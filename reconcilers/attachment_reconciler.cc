@@ -132,13 +132,16 @@ class AttachmentReconciler : public Reconciler {
       return Finish(attachment, b, ReconcileResult::Done());
     }
     const AttachmentSpec& spec = *parsed;
+    // Privileges are fixed too: the grants of one level are not turned into another's.
     for (auto [field, was, now] :
          {std::tuple{"roleName", b.status.value("roleName", ""), spec.role_name},
-          std::tuple{"databaseName", b.status.value("databaseName", ""), spec.database_name}}) {
+          std::tuple{"databaseName", b.status.value("databaseName", ""), spec.database_name},
+          std::tuple{"privileges", b.status.value("privileges", ""),
+                     std::string(PrivilegesName(spec.privileges))}}) {
       if (!was.empty() && was != now) {
         std::string message = std::string("spec.") + field + " resolves to \"" + now +
                               "\" but this attachment was made with \"" + was +
-                              "\"; names cannot change after attach. Put the old value back, "
+                              "\"; it cannot change after attach. Put the old value back, "
                               "or delete the attachment and create a new one";
         b.NotReady("Refused", "ImmutableFieldChanged", message);
         WarnOnTransition(attachment, "ImmutableFieldChanged", message);
@@ -158,6 +161,10 @@ class AttachmentReconciler : public Reconciler {
       ns_labels = meta::Labels(*ns);
     }
     Admission admission = AdmitNamespace(*cluster, key.namespace_, ns_labels);
+    if (!admission.admitted && meta::HasFinalizer(attachment, kDetachFinalizer) &&
+        !b.status.value("roleName", "").empty()) {
+      return Revoke(attachment, spec, admission.message, b);
+    }
     if (!admission.admitted) {
       b.NotReady("Refused", "NotAdmitted", admission.message);
       WarnOnTransition(attachment, "NotAdmitted", admission.message);
@@ -258,6 +265,7 @@ class AttachmentReconciler : public Reconciler {
                     PrivilegesName(spec.privileges) + " privileges");
     b.status["roleName"] = spec.role_name;
     b.status["databaseName"] = spec.database_name;
+    b.status["privileges"] = PrivilegesName(spec.privileges);
     b.status["clusterNamespace"] = spec.cluster.namespace_;
     for (const PgStep& step : plan.steps) {
       if (step.kind == PgStepKind::kCreateRole) {
@@ -318,6 +326,58 @@ class AttachmentReconciler : public Reconciler {
                 "attached to database \"" + spec.database_name + "\" on PostgresCluster " +
                     spec.cluster.ToString());
     return Finish(attachment, b, ReconcileResult::RequeueAfter(d_.resync));
+  }
+
+  // The cluster withdrew its consent after this attachment was made: the role stops logging
+  // in (its sessions end) and the Secret goes; the role, its grants and the database with its
+  // data stay, so consent given again restores access (with a new password) and deleting the
+  // attachment still detaches. Steady state only reads.
+  Result<ReconcileResult> Revoke(const Json& attachment, const AttachmentSpec& spec,
+                                 const std::string& why, StatusBuilder& b) {
+    const ObjectKey key = meta::Key(attachment);
+    std::string where;
+    auto admin = ConnectAdmin(spec.cluster, &where);
+    Status s = admin.ok() ? Status::Ok() : admin.status();
+    if (s.ok()) {
+      auto role = (*admin)->ObserveRole(spec.role_name, spec.connection_limit, "");
+      if (!role.ok()) {
+        s = role.status();
+      } else if (role->exists && role->managed_by == key && role->can_login) {
+        s = (*admin)->RevokeLogin(spec.role_name);
+        if (s.ok())
+          spdlog::info("attachment {}: login of role {} revoked", key.ToString(), spec.role_name);
+      }
+    }
+    if (!s.ok()) {
+      std::string message = why + "; revoking the access of role \"" + spec.role_name +
+                            "\" on PostgresCluster " + spec.cluster.ToString() +
+                            (where.empty() ? "" : " at " + where) + " failed: " + s.message() +
+                            "; retrying with backoff";
+      b.NotReady("Refused", "RevokePending", message);
+      return Fail(attachment, b, Status(s.code(), message));
+    }
+    const std::string secret_name = b.status.value("secretName", "");
+    if (!secret_name.empty()) {
+      PETREL_RETURN_IF_ERROR(DeleteOwnedSecret(attachment, {key.namespace_, secret_name}));
+    }
+    std::string revoked =
+        "role \"" + spec.role_name + "\" can no longer log in" +
+        (secret_name.empty() ? "" : " and Secret " + secret_name + " was removed");
+    std::string message = why + ". Access was revoked: " + revoked + "; database \"" +
+                          spec.database_name +
+                          "\" and its data are kept. Admit the namespace again to restore access "
+                          "with a new password, or delete the attachment to detach";
+    b.Condition("RoleReady", ConditionStatus::kFalse, "AccessRevoked",
+                "role \"" + spec.role_name +
+                    "\" cannot log in: the cluster no longer admits "
+                    "this namespace");
+    if (!secret_name.empty()) {
+      b.Condition("SecretReady", ConditionStatus::kFalse, "SecretRemoved",
+                  "Secret " + secret_name + " was removed when access was revoked");
+    }
+    b.NotReady("Refused", "AccessRevoked", message);
+    WarnOnTransition(attachment, "AccessRevoked", message);
+    return Finish(attachment, b, ReconcileResult::RequeueAfter(kRefusedRecheck));
   }
 
   Status Execute(PgAdmin& pg, const PgStep& step, const AttachmentSpec& spec,

@@ -127,6 +127,7 @@ std::string InstanceSpecHash(const InstanceSpec& spec) {
             {"sync", spec.synchronous_standby_names},
             {"snapshot", spec.snapshot_path}};
   if (spec.primary) j["primary"] = spec.primary->host + ":" + std::to_string(spec.primary->port);
+  if (spec.bootstrap == BootstrapMethod::kInitdb) j["initdb"] = spec.ToJson()["initdb"];
   return Hex(Fnv1a(j.dump()));
 }
 
@@ -244,13 +245,13 @@ Json DesiredService(const Names& n, const std::string& name, Json selector, cons
                {"protocol", "TCP"}}}}}}};
 }
 
-Json DesiredPdb(const Names& n, const std::string& name, const std::string& role, int min_available,
-                const Json& owner_ref) {
+Json DesiredPdb(const Names& n, const ResourceType& type, const std::string& name,
+                const std::string& role, int min_available, const Json& owner_ref) {
   Json selector = BaseLabels(n.cluster);
   selector.erase(kManagedByLabel);
   selector[kRoleLabel] = role;
-  return {{"apiVersion", "policy/v1beta1"},
-          {"kind", "PodDisruptionBudget"},
+  return {{"apiVersion", type.ApiVersion()},
+          {"kind", type.kind},
           {"metadata", ObjectMeta(n, name, owner_ref, BaseLabels(n.cluster))},
           {"spec", {{"minAvailable", min_available}, {"selector", {{"matchLabels", selector}}}}}};
 }
@@ -686,26 +687,25 @@ void Planner::ConvergePdbs(const PostgresClusterSpec& spec) {
       {n_.cluster + "-primary", "primary", 1, spec.enable_pdb && n > 1},
       {n_.cluster, "replica", n - 2, spec.enable_pdb && n > 2},
   };
+  const ResourceType& pdb_type = *o_.pdb_type;
   for (const auto& w : pdbs) {
     auto it = o_.pdbs.find(w.name);
     bool exists = it != o_.pdbs.end();
     if (exists && !HasControllerRef(it->second, uid_)) continue;
     if (!w.wanted) {
       if (exists) {
-        Action(ObjectOp::kDelete, resources::kPodDisruptionBudget, w.name, Json(),
-               "delete PodDisruptionBudget " + w.name);
+        Action(ObjectOp::kDelete, pdb_type, w.name, Json(), "delete PodDisruptionBudget " + w.name);
       }
       continue;
     }
-    Json desired = DesiredPdb(n_, w.name, w.role, w.min_available, owner_ref_);
+    Json desired = DesiredPdb(n_, pdb_type, w.name, w.role, w.min_available, owner_ref_);
     if (!exists) {
-      Action(ObjectOp::kCreate, resources::kPodDisruptionBudget, w.name, desired,
-             "create PodDisruptionBudget " + w.name);
+      Action(ObjectOp::kCreate, pdb_type, w.name, desired, "create PodDisruptionBudget " + w.name);
     } else if (Field(Field(it->second, "spec"), "minAvailable") !=
                    desired["spec"]["minAvailable"] ||
                Field(Field(it->second, "spec"), "selector") != desired["spec"]["selector"]) {
-      Action(ObjectOp::kMergePatch, resources::kPodDisruptionBudget, w.name,
-             {{"spec", desired["spec"]}}, "update PodDisruptionBudget " + w.name);
+      Action(ObjectOp::kMergePatch, pdb_type, w.name, {{"spec", desired["spec"]}},
+             "update PodDisruptionBudget " + w.name);
     }
   }
 }
@@ -848,6 +848,10 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     if (m.name == primary_) {
       want.role = InstanceRole::kPrimary;
       want.bootstrap = system_id.empty() ? BootstrapMethod::kInitdb : BootstrapMethod::kNone;
+      if (want.bootstrap == BootstrapMethod::kInitdb) {
+        want.initdb = InitdbOptions{spec.initdb.database, spec.initdb.owner, spec.initdb.encoding,
+                                    spec.initdb.locale, spec.initdb.data_checksums};
+      }
       want.replication_slots = slots;
       want.synchronous_standby_names =
           SynchronousStandbyNames(spec.postgresql.synchronous, standbys);
@@ -878,6 +882,7 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     }
     // Observed state.
     state.ready = m.ready;
+    state.joined = state.joined || m.ready;
     if (m.status) {
       state.role = RoleText(m.status->role);
       state.phase = m.status->phase;
@@ -913,14 +918,24 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   int ready = 0;
   int existing = 0;
   std::string not_ready;
+  std::string joining;  // a not ready member that has never been ready (being provisioned)
+  std::string failing;  // a not ready member that has been ready before
   for (const auto& m : members_) {
     if (m.pod && !meta::IsBeingDeleted(*m.pod)) ++existing;
     if (m.ready) {
       ++ready;
-    } else if (not_ready.empty()) {
-      not_ready = m.name + (m.status_error.empty() && m.status && !m.status->message.empty()
-                                ? " (" + m.status->message + ")"
-                                : "");
+      continue;
+    }
+    std::string described =
+        m.name + (m.status_error.empty() && m.status && !m.status->message.empty()
+                      ? " (" + m.status->message + ")"
+                      : "");
+    if (not_ready.empty()) not_ready = described;
+    const InstanceState* state = new_.FindInstance(m.name);
+    if (state && state->joined) {
+      if (failing.empty()) failing = described;
+    } else if (joining.empty()) {
+      joining = described;
     }
   }
   if (spec) {
@@ -928,7 +943,10 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     new_.ready_replicas = ready;
     new_.current_primary = primary_;
     new_.target_primary = target_;
-    new_.image = spec->image;
+    // The image every member runs: it changes once the last outdated Pod was recreated.
+    bool all_updated = std::all_of(members_.begin(), members_.end(),
+                                   [](const Member& m) { return !m.pod || m.up_to_date; });
+    if (all_updated || new_.image.empty()) new_.image = spec->image;
     new_.postgres_major_version = spec->postgres_major;
     new_.instance_names.clear();
     for (const auto& m : members_) new_.instance_names.push_back(m.name);
@@ -956,13 +974,20 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     } else if (all_ready) {
       phase = "Healthy";
       reason = "Cluster is healthy";
+    } else if (!joining.empty() && failing.empty()) {
+      // New instances (initdb, clone) are not a problem until they have been ready once. A
+      // cluster still coming up stays Provisioning; one that was up is Scaling.
+      bool provisioning = old_.phase.empty() || old_.phase == "Provisioning";
+      phase = provisioning ? "Provisioning" : "Scaling";
+      reason = "Waiting for new instance " + joining + " to become ready";
     } else {
       phase = "Degraded";
-      reason = "Instance " + not_ready + " is not ready";
+      reason = "Instance " + (failing.empty() ? not_ready : failing) + " is not ready";
     }
   }
   new_.phase = phase;
   new_.phase_reason = reason;
+  const std::string& culprit = failing.empty() ? not_ready : failing;
   bool progressing = !refusal_ && phase != "Healthy" && phase != "Degraded";
   std::vector<Condition> conditions;
   std::string ready_message =
@@ -991,8 +1016,7 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   } else if (phase == "Degraded") {
     conditions.push_back(MakeCondition(old_, "Degraded", true, "InstanceNotReady",
                                        reason + "; check `kubectl describe pod " +
-                                           not_ready.substr(0, not_ready.find(' ')) +
-                                           "` and its logs.",
+                                           culprit.substr(0, culprit.find(' ')) + "` and its logs.",
                                        generation_, o_.now));
   } else {
     conditions.push_back(MakeCondition(old_, "Degraded", false, "AsExpected", "No problems found.",

@@ -58,6 +58,8 @@ struct ClusterObservation {
   // What each Pod's instance reported (by Pod name); a Pod absent here was not asked.
   std::map<std::string, Result<InstanceStatus>> instances;
   std::string now;  // RFC 3339, for condition transition times
+  // The PodDisruptionBudget API the server serves (reconcilers/pdb_api.h).
+  const ResourceType* pdb_type = &resources::kPodDisruptionBudget;
 };
 
 enum class ObjectOp { kCreate, kMergePatch, kDelete };

@@ -40,6 +40,7 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   ClusterObservation o;
   o.cluster = cluster;
   o.now = FormatRfc3339(deps_.clock.WallNow());
+  o.pdb_type = deps_.pdb_type;
   std::string name = meta::Name(cluster);
   std::string ns = meta::Namespace(cluster);
   LabelSelector selector = LabelSelector::FromMap({{kClusterLabel, name}});
@@ -87,7 +88,7 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
     if (auto s = deps_.reader.Get(resources::kSecret, {ns, n})) o.secrets[n] = *s;
   }
   for (const std::string& n : {name, name + "-primary"}) {
-    if (auto s = deps_.reader.Get(resources::kPodDisruptionBudget, {ns, n})) o.pdbs[n] = *s;
+    if (auto s = deps_.reader.Get(*deps_.pdb_type, {ns, n})) o.pdbs[n] = *s;
   }
   for (const auto& pod : o.pods) {
     if (meta::IsBeingDeleted(pod)) continue;

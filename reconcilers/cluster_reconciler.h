@@ -35,6 +35,8 @@ struct ClusterReconcilerDeps {
   Clock& clock;
   // Source of secret values; tests may replace it. Defaults to RandomToken.
   std::function<Result<std::string>()> generate_password = [] { return RandomToken(32); };
+  // The PodDisruptionBudget API to read and write (DiscoverPdbType in reconcilers/pdb_api.h).
+  const ResourceType* pdb_type = &resources::kPodDisruptionBudget;
 };
 
 class ClusterReconciler : public Reconciler {

@@ -30,6 +30,7 @@ struct RoleObservation {
   std::optional<ObjectKey> managed_by;
   bool attributes_match = false;  // LOGIN, NOSUPERUSER, ..., CONNECTION LIMIT as desired
   bool password_matches = false;  // the stored SCRAM verifier matches the given password
+  bool can_login = false;         // LOGIN (false after RevokeLogin)
 };
 
 struct DatabaseObservation {
@@ -57,6 +58,9 @@ class PgAdmin {
   virtual Status GrantAccess(const std::string& database, const std::string& role,
                              const std::string& database_owner,
                              AttachmentPrivileges privileges) = 0;
+  // NOLOGIN and end the role's sessions; the role, its grants and its database stay, so a
+  // later ResetRoleAttributes restores access. Idempotent; a missing role is Ok.
+  virtual Status RevokeLogin(const std::string& role) = 0;
   // NOLOGIN, end the role's sessions, hand over owned databases, REASSIGN/DROP OWNED in every
   // database it has objects or privileges in, DROP ROLE. Idempotent; a missing role is Ok.
   // reassign_to "" = each database's owner, or postgres where that is the role itself.

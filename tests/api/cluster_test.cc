@@ -174,6 +174,10 @@ TEST(ParseClusterSpec, RejectsWithFieldAndAdvice) {
        "spec.bootstrap.initdb.owner", "reserved"},
       {"bad database", R"({"bootstrap": {"initdb": {"database": "My-DB"}}})",
        "spec.bootstrap.initdb.database", "lower-case"},
+      {"system database", R"({"bootstrap": {"initdb": {"database": "template1"}}})",
+       "spec.bootstrap.initdb.database", "system database"},
+      {"owner defaults to a reserved name", R"({"bootstrap": {"initdb": {"database": "pg_app"}}})",
+       "spec.bootstrap.initdb.owner", "reserved"},
       {"negative delay", R"({"failoverDelay": -5})", "spec.failoverDelay", "between 0 and 86400"},
   };
   for (const auto& c : cases) {

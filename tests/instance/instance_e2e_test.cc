@@ -401,6 +401,40 @@ Result<CommandResult> RunPetrel(std::vector<std::string> args, std::vector<std::
   return RunCommand(c, seconds(30));
 }
 
+// spec.initdb reaches initdb (encoding, locale, checksums) and creates the application
+// database owned by a NOLOGIN role; the names are quoted, so any identifier works.
+TEST_F(InstanceE2eTest, InitdbOptionsShapeTheNewCluster) {
+  InstanceProcess a("db-1", LoopbackAddress(11), dir_.path());
+  a.Start();
+  InstanceSpec spec;
+  spec.generation = 1;
+  spec.role = InstanceRole::kPrimary;
+  spec.bootstrap = BootstrapMethod::kInitdb;
+  spec.initdb = InitdbOptions{"shop", "Shop \"Owner\"", "LATIN1", "C", false};
+  ASSERT_EQ(a.PutSpec(spec).status, 202);
+  ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 1)) << a.Log();
+  EXPECT_EQ(a.Query("SHOW data_checksums"), "off");
+  EXPECT_EQ(a.Query("SELECT pg_encoding_to_char(encoding) || ' ' || datcollate || ' ' || "
+                    "datctype FROM pg_database WHERE datname = 'template1'"),
+            "LATIN1 C C");
+  EXPECT_EQ(a.Query("SELECT pg_get_userbyid(datdba) || ' ' || pg_encoding_to_char(encoding) "
+                    "FROM pg_database WHERE datname = 'shop'"),
+            "Shop \"Owner\" LATIN1");
+  EXPECT_EQ(a.Query("SELECT rolcanlogin FROM pg_roles WHERE rolname = 'Shop \"Owner\"'"), "f");
+  // The owner owns the public schema of its database (pg_database_owner in Postgres 15).
+  auto shop = PgConn::Connect(ConnInfo({{"host", a.endpoint().host},
+                                        {"port", std::to_string(a.endpoint().port)},
+                                        {"user", "postgres"},
+                                        {"dbname", "shop"}}),
+                              kSuperPassword);
+  ASSERT_TRUE(shop.ok()) << shop.status().ToString();
+  ASSERT_TRUE(
+      shop->ExecScript("SET ROLE \"Shop \"\"Owner\"\"\"; CREATE TABLE items (id int)").ok());
+  auto owner = shop->Exec("SELECT tableowner FROM pg_tables WHERE tablename = 'items'");
+  ASSERT_TRUE(owner.ok());
+  EXPECT_EQ(owner->GetOr(0, 0), "Shop \"Owner\"");
+}
+
 TEST_F(InstanceE2eTest, MissingBinariesAreAClearStartupError) {
   auto r = RunPetrel({"--name", "db-1", "--pgdata", dir_.path() + "/x/pgdata", "--listen-address",
                       LoopbackAddress(3), "--bin-dir", "/nonexistent/bin"},

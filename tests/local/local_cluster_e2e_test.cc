@@ -48,10 +48,13 @@ class LocalClusterE2e : public ::testing::Test {
   }
   std::string UpLog() { return ReadFile(dir_.path() / ("up-" + std::to_string(ups_) + ".log")).value_or(""); }
   void WriteManifest(int replicas) {
-    std::ofstream(manifest_) << "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
-                                "metadata: {name: db}\nspec:\n  replicas: "
-                             << replicas
-                             << "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n";
+    std::ofstream(manifest_)
+        << "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
+           "metadata: {name: db}\nspec:\n  replicas: "
+        << replicas
+        << "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n"
+           "  bootstrap:\n    initdb: {database: shop, owner: shop_owner, "
+           "encoding: UTF8, locale: C}\n";
   }
   // The cluster as the running petrel local reports it (GET /status), or null.
   Json Cluster() {
@@ -182,6 +185,18 @@ TEST_F(LocalClusterE2e, ThreeInstanceClusterComesUpScalesStopsAndKeepsItsData) {
     auto in_recovery = primary->Exec("select pg_is_in_recovery()");
     ASSERT_TRUE(in_recovery.ok());
     EXPECT_EQ(in_recovery->GetOr(0, 0), "f");
+    // spec.bootstrap.initdb: the application database, owned by a role that cannot log in.
+    auto shop = primary->Exec(
+        "select pg_get_userbyid(d.datdba), pg_encoding_to_char(d.encoding), d.datcollate, "
+        "d.datctype, r.rolcanlogin from pg_database d join pg_roles r on r.oid = d.datdba "
+        "where d.datname = 'shop'");
+    ASSERT_TRUE(shop.ok()) << shop.status().ToString();
+    ASSERT_EQ(shop->size(), 1) << "database shop was not created";
+    EXPECT_EQ(shop->GetOr(0, 0), "shop_owner");
+    EXPECT_EQ(shop->GetOr(0, 1), "UTF8");
+    EXPECT_EQ(shop->GetOr(0, 2), "C");
+    EXPECT_EQ(shop->GetOr(0, 3), "C");
+    EXPECT_EQ(shop->GetOr(0, 4), "f");
     ASSERT_TRUE(primary->ExecScript("create table kept (v text); insert into kept values ('hello')").ok());
   }
   // The replicas endpoint reaches a standby that has the row.

@@ -237,6 +237,39 @@ TEST_F(AttachmentE2eTest, DetachEndsSessionsDropsRoleRemovesSecretKeepsData) {
   EXPECT_NE(Psql(url, "SELECT 1").rc, 0);
 }
 
+// The cluster withdraws its consent after attach: the session ends, the role can no longer
+// log in, the Secret goes, the data stays; consent given again restores access.
+TEST_F(AttachmentE2eTest, WithdrawnConsentRevokesAccessAndKeepsData) {
+  Attach("shop", "revoked");
+  std::string url = SecretValueOf("shop", "revoked-database", "DATABASE_URL");
+  ASSERT_EQ(Psql(url, "CREATE TABLE kept (v text); INSERT INTO kept VALUES ('data')").rc, 0);
+  auto session = PgConn::Connect(url);
+  ASSERT_TRUE(session.ok());
+
+  Json cluster = *kube_.Find(resources::kPostgresCluster, {"data", "db"});
+  cluster["spec"]["attachments"]["allowedNamespaces"] = {"billing"};
+  kube_.Put(resources::kPostgresCluster, cluster);
+  auto r = reconciler_->Reconcile({"shop", "revoked"});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(session->Exec("SELECT 1").ok()) << "the session outlived the revocation";
+  EXPECT_NE(Psql(url, "SELECT 1").rc, 0);
+  EXPECT_EQ(kube_.Find(resources::kSecret, {"shop", "revoked-database"}), nullptr);
+  PgConn admin = Admin();
+  auto role = attach_sql::ReadRole(admin, "revoked");
+  ASSERT_TRUE(role.ok());
+  EXPECT_TRUE(role->exists);
+  EXPECT_FALSE(role->can_login);
+  Json a = *kube_.Find(resources::kPostgresAttachment, {"shop", "revoked"});
+  EXPECT_EQ(a["status"]["phase"], "Refused");
+
+  cluster["spec"]["attachments"]["allowedNamespaces"] = {"*"};
+  kube_.Put(resources::kPostgresCluster, cluster);
+  ASSERT_TRUE(reconciler_->Reconcile({"shop", "revoked"}).ok());
+  std::string new_url = SecretValueOf("shop", "revoked-database", "DATABASE_URL");
+  ASSERT_NE(new_url, "");
+  EXPECT_EQ(Psql(new_url, "SELECT v FROM kept").text, "data");
+}
+
 TEST_F(AttachmentE2eTest, DeletedSecretGetsANewPasswordThatWorks) {
   Attach("shop", "reissue");
   std::string old_url = SecretValueOf("shop", "reissue-database", "DATABASE_URL");

@@ -144,6 +144,7 @@ struct FakePostgres {
     int connection_limit = -1;
     std::string marker;
     bool attributes_ok = true;
+    bool login = true;
   };
   struct Database {
     std::string owner;
@@ -167,7 +168,9 @@ class FakePgAdmin : public PgAdmin {
     if (it == pg_.roles.end()) return o;
     o.exists = true;
     o.managed_by = ParseRoleMarker(it->second.marker);
-    o.attributes_match = it->second.attributes_ok && it->second.connection_limit == limit;
+    o.attributes_match =
+        it->second.attributes_ok && it->second.login && it->second.connection_limit == limit;
+    o.can_login = it->second.login;
     o.password_matches = !password.empty() && password == it->second.password;
     return o;
   }
@@ -191,6 +194,7 @@ class FakePgAdmin : public PgAdmin {
   Status ResetRoleAttributes(const std::string& role, int limit) override {
     pg_.writes.push_back("ResetRoleAttributes " + role);
     pg_.roles[role].attributes_ok = true;
+    pg_.roles[role].login = true;
     pg_.roles[role].connection_limit = limit;
     return Status::Ok();
   }
@@ -213,6 +217,11 @@ class FakePgAdmin : public PgAdmin {
                      AttachmentPrivileges) override {
     pg_.writes.push_back("GrantAccess " + role);
     pg_.databases[db].granted.insert(role);
+    return Status::Ok();
+  }
+  Status RevokeLogin(const std::string& role) override {
+    pg_.writes.push_back("RevokeLogin " + role);
+    if (auto it = pg_.roles.find(role); it != pg_.roles.end()) it->second.login = false;
     return Status::Ok();
   }
   Status DetachRole(const std::string& role, OwnedObjectsPolicy, const std::string&) override {

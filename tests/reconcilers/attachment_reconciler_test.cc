@@ -218,6 +218,88 @@ TEST_F(AttachmentReconcilerTest, CrossNamespaceAttachRefusedUnlessTheClusterAdmi
   EXPECT_EQ(Condition("blog", "blog", "Ready")["status"], "True");
 }
 
+TEST_F(AttachmentReconcilerTest, WithdrawnConsentRevokesLoginAndSecretAndKeepsTheDatabase) {
+  AddAttachment("shop", "web", kCrossNamespace);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  ASSERT_EQ(Condition("shop", "web", "Ready")["status"], "True");
+  Json cluster = *kube_.Find(resources::kPostgresCluster, {"data", "db"});
+  cluster["spec"]["attachments"]["allowedNamespaces"] = Json::array();
+  kube_.Put(resources::kPostgresCluster, cluster);
+
+  auto r = Run("shop", "web");
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(pg_.writes.back(), "RevokeLogin web");
+  ASSERT_TRUE(pg_.roles.count("web")) << "the role keeps its grants for a later re-admission";
+  EXPECT_FALSE(pg_.roles["web"].login);
+  EXPECT_TRUE(pg_.databases.count("web")) << "the database must be kept";
+  EXPECT_EQ(kube_.Find(resources::kSecret, {"shop", "web-database"}), nullptr);
+  Json a = Attachment("shop", "web");
+  EXPECT_EQ(a["status"]["phase"], "Refused");
+  EXPECT_TRUE(meta::HasFinalizer(a, kDetachFinalizer)) << "deletion must still detach";
+  Json ready = Condition("shop", "web", "Ready");
+  EXPECT_EQ(ready["status"], "False");
+  EXPECT_EQ(ready["reason"], "AccessRevoked");
+  std::string message = ready["message"];
+  for (const char* part :
+       {"does not admit attachments from namespace shop", "role \"web\" can no longer log in",
+        "Secret web-database was removed", "database \"web\" and its data are kept"}) {
+    EXPECT_NE(message.find(part), std::string::npos) << part << " in: " << message;
+  }
+  EXPECT_EQ(Condition("shop", "web", "RoleReady")["reason"], "AccessRevoked");
+  EXPECT_EQ(Condition("shop", "web", "SecretReady")["reason"], "SecretRemoved");
+  EXPECT_TRUE(events_.Has("AccessRevoked"));
+
+  // While refused, nothing more is written.
+  int kube_writes = kube_.writes;
+  size_t pg_writes = pg_.writes.size();
+  size_t events = events_.events.size();
+  ASSERT_TRUE(Run("shop", "web").ok());
+  EXPECT_EQ(kube_.writes, kube_writes);
+  EXPECT_EQ(pg_.writes.size(), pg_writes);
+  EXPECT_EQ(events_.events.size(), events);
+
+  // Consent again: login comes back with a new password in a new Secret.
+  cluster["spec"]["attachments"]["allowedNamespaces"] = {"shop"};
+  kube_.Put(resources::kPostgresCluster, cluster);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  EXPECT_TRUE(pg_.roles["web"].login);
+  EXPECT_EQ(Condition("shop", "web", "Ready")["status"], "True");
+  auto password = SecretKey("shop", "web-database", "password");
+  ASSERT_TRUE(password.has_value());
+  EXPECT_NE(*password, "generated-1");
+  EXPECT_EQ(pg_.roles["web"].password, *password);
+}
+
+TEST_F(AttachmentReconcilerTest, ConsentWithdrawnBeforeAnythingWasMadeRevokesNothing) {
+  AddAttachment("blog", "blog", kCrossNamespace);
+  ASSERT_TRUE(Run("blog", "blog").ok());
+  ASSERT_TRUE(Run("blog", "blog").ok());
+  EXPECT_TRUE(pg_.writes.empty());
+  EXPECT_FALSE(pg_.last_target.has_value()) << "a never-admitted attachment needs no Postgres";
+  EXPECT_EQ(Condition("blog", "blog", "Ready")["reason"], "NotAdmitted");
+}
+
+TEST_F(AttachmentReconcilerTest, PrivilegesCannotChangeAfterAttach) {
+  AddAttachment("shop", "web", kCrossNamespace);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  EXPECT_EQ(Attachment("shop", "web")["status"]["privileges"], "owner");
+  size_t pg_writes = pg_.writes.size();
+  Json a = Attachment("shop", "web");
+  a["spec"]["privileges"] = "readOnly";
+  a["metadata"]["generation"] = 2;
+  kube_.Put(resources::kPostgresAttachment, a);
+  ASSERT_TRUE(Run("shop", "web").ok());
+  EXPECT_EQ(pg_.writes.size(), pg_writes) << "nothing changes in Postgres";
+  Json ready = Condition("shop", "web", "Ready");
+  EXPECT_EQ(ready["reason"], "ImmutableFieldChanged");
+  EXPECT_NE(ready["message"].get<std::string>().find(
+                "spec.privileges resolves to \"readOnly\" but this attachment was made with "
+                "\"owner\""),
+            std::string::npos)
+      << ready["message"];
+  EXPECT_NE(kube_.Find(resources::kSecret, {"shop", "web-database"}), nullptr);
+}
+
 TEST_F(AttachmentReconcilerTest, LaterClaimOnTheSameRoleGetsAConflict) {
   AddAttachment("shop", "web", kCrossNamespace, "2026-01-01T00:00:00Z");
   Json cluster = *kube_.Find(resources::kPostgresCluster, {"data", "db"});

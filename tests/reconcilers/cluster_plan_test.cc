@@ -61,6 +61,12 @@ class World {
   InstanceStatus Report(const std::string& name, const Instance& i) const {
     InstanceStatus s;
     s.name = name;
+    if (bootstrapping_.count(name)) {  // initdb or pg_basebackup still running
+      s.phase = i.spec.bootstrap == BootstrapMethod::kInitdb ? "initdb" : "cloning";
+      s.message = "pg_basebackup in progress";
+      s.spec_generation = i.spec.generation;
+      return s;
+    }
     s.initialized = i.initialized;
     s.running = i.running;
     s.fenced = i.spec.fenced;
@@ -175,6 +181,7 @@ class World {
   Json cluster_;
   std::map<std::string, Json> pods_, pvcs_, services_, secrets_, pdbs_;
   std::map<std::string, Instance> instances_;
+  std::set<std::string> bootstrapping_;  // instances whose initdb/clone has not finished
   std::vector<PlannedEvent> events_;
 };
 
@@ -266,6 +273,142 @@ TEST(ClusterPlan, InstanceSpecsBootstrapPrimaryThenClones) {
   EXPECT_EQ(specs["db-2"].primary->port, 5432);
   EXPECT_EQ(specs["db-2"].slot_name, "petrel_db_2");
   EXPECT_GT(specs["db-2"].generation, 0);
+}
+
+// spec.bootstrap.initdb reaches the primary's first spec only; replicas clone it.
+TEST(ClusterPlan, InitdbOptionsGoToTheBootstrappingPrimaryOnly) {
+  Json spec = Spec(2);
+  spec["bootstrap"] = {{"initdb",
+                        {{"database", "shop"},
+                         {"owner", "shop_owner"},
+                         {"encoding", "LATIN1"},
+                         {"locale", "C"},
+                         {"dataChecksums", false}}}};
+  World w(spec);
+  w.Apply(PlanCluster(w.Observe()));
+  ClusterPlan plan = PlanCluster(w.Observe());
+  std::map<std::string, InstanceSpec> specs;
+  for (const auto& p : plan.spec_puts) specs[p.pod] = p.spec;
+  ASSERT_EQ(specs.count("db-1"), 1u);
+  EXPECT_EQ(specs["db-1"].initdb, (InitdbOptions{"shop", "shop_owner", "LATIN1", "C", false}));
+  EXPECT_EQ(specs["db-2"].initdb, InitdbOptions{});
+  w.Converge();
+  EXPECT_EQ(w.instances_["db-1"].spec.bootstrap, BootstrapMethod::kNone);
+  EXPECT_EQ(w.instances_["db-1"].spec.initdb, InitdbOptions{}) << "initdb options only at birth";
+
+  // The owner defaults to the database's name.
+  World defaults(Spec(1));
+  defaults.Apply(PlanCluster(defaults.Observe()));
+  ClusterPlan first = PlanCluster(defaults.Observe());
+  ASSERT_EQ(first.spec_puts.size(), 1u);
+  EXPECT_EQ(first.spec_puts[0].spec.initdb.database, "app");
+  EXPECT_EQ(first.spec_puts[0].spec.initdb.owner, "app");
+  EXPECT_TRUE(first.spec_puts[0].spec.initdb.data_checksums);
+}
+
+// Instances that have never been ready are being provisioned, not failing: the phase says
+// Provisioning while a new cluster's replicas clone and Scaling while added ones do; only an
+// instance that was ready before and is not now makes the cluster Degraded.
+TEST(ClusterPlan, PhaseWhileNewInstancesAreStillBootstrapping) {
+  struct Case {
+    std::string name;
+    int replicas;                   // the cluster, converged first unless `fresh`
+    bool fresh;                     // a brand-new cluster: replicas clone after initdb
+    int scale_to;                   // 0 = no scale change
+    std::vector<std::string> slow;  // instances still in initdb/clone
+    std::vector<std::string> down;  // instances that were ready and stopped
+    std::string phase;
+    std::string degraded;     // Degraded condition status
+    std::string progressing;  // Progressing condition status
+    std::string reason_has;
+  };
+  const std::vector<Case> cases = {
+      {"fresh cluster, replicas cloning",
+       3,
+       true,
+       0,
+       {"db-2", "db-3"},
+       {},
+       "Provisioning",
+       "False",
+       "True",
+       "db-2 (pg_basebackup in progress)"},
+      {"fresh cluster, primary in initdb",
+       3,
+       true,
+       0,
+       {"db-1", "db-2", "db-3"},
+       {},
+       "Provisioning",
+       "False",
+       "True",
+       "db-1"},
+      {"fresh cluster, all ready", 3, true, 0, {}, {}, "Healthy", "False", "False", "healthy"},
+      {"scale up, new instances cloning",
+       2,
+       false,
+       4,
+       {"db-3", "db-4"},
+       {},
+       "Scaling",
+       "False",
+       "True",
+       "db-3"},
+      {"replica that was ready stopped",
+       3,
+       false,
+       0,
+       {},
+       {"db-3"},
+       "Degraded",
+       "True",
+       "False",
+       "db-3"},
+      {"scale up while a ready replica stopped",
+       2,
+       false,
+       3,
+       {"db-3"},
+       {"db-2"},
+       "Degraded",
+       "True",
+       "False",
+       "db-2"},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    World w(Spec(c.replicas));
+    if (c.fresh) w.bootstrapping_.insert(c.slow.begin(), c.slow.end());
+    w.Converge();
+    if (!c.fresh) {
+      if (c.scale_to) w.SetSpec("/replicas", c.scale_to);
+      w.bootstrapping_.insert(c.slow.begin(), c.slow.end());
+      w.Converge();
+    }
+    // Stopped after the world settled (applying a plan restarts every initialised instance).
+    for (const auto& name : c.down) w.instances_[name].running = false;
+    ClusterPlan plan = PlanCluster(w.Observe());
+    PostgresClusterStatus st = plan.status.value_or(w.Status());
+    EXPECT_EQ(st.phase, c.phase) << st.phase_reason;
+    EXPECT_NE(st.phase_reason.find(c.reason_has), std::string::npos) << st.phase_reason;
+    EXPECT_EQ(st.FindCondition("Degraded")->status, c.degraded);
+    EXPECT_EQ(st.FindCondition("Progressing")->status, c.progressing);
+    EXPECT_EQ(st.FindCondition("Ready")->status,
+              c.slow.empty() && c.down.empty() ? "True" : "False");
+  }
+
+  // Once a new instance has been ready, losing it is Degraded again.
+  World w(Spec(2));
+  w.bootstrapping_ = {"db-2"};
+  w.Converge();
+  EXPECT_EQ(w.Status().phase, "Provisioning");
+  w.bootstrapping_.clear();
+  w.Converge();
+  EXPECT_EQ(w.Status().phase, "Healthy");
+  ASSERT_NE(w.Status().FindInstance("db-2"), nullptr);
+  EXPECT_TRUE(w.Status().FindInstance("db-2")->joined);
+  w.instances_["db-2"].running = false;
+  EXPECT_EQ(PlanCluster(w.Observe()).status.value_or(w.Status()).phase, "Degraded");
 }
 
 TEST(ClusterPlan, ConvergedClusterPlansNothing) {
