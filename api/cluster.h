@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "api/instance.h"
 #include "core/object.h"
 #include "core/status.h"
 
@@ -158,6 +159,9 @@ struct InstanceState {
   // controller never invents a new generation for the same intent.
   int64_t spec_generation = 0;
   std::string spec_hash;
+  // The instance's health checks (vm, pg, role) as last recorded; see RecordedChecks in
+  // reconcilers/cluster_checks.h for when they are refreshed.
+  std::vector<HealthCheck> checks;
 
   Json ToJson() const;
   static InstanceState FromJson(const Json& j);
