@@ -105,9 +105,9 @@ Part NotAccepting(const ManagerFacts& m, const std::string& what) {
 std::vector<Part> PrimaryParts(const PgFacts& pg, const CheckThresholds& t) {
   std::vector<Part> parts;
   if (!pg.writable) {
-    parts.push_back({CheckState::kCritical,
-                     pg.default_read_only ? "read-only (default_transaction_read_only is on)"
-                                          : "read-only"});
+    parts.push_back({CheckState::kCritical, pg.default_read_only
+                                                ? "read-only (default_transaction_read_only is on)"
+                                                : "read-only"});
   }
   // Standbys behind or not streaming are named; the healthy ones are summed up in one part.
   int64_t max_bytes = -1;
@@ -132,22 +132,20 @@ std::vector<Part> PrimaryParts(const PgFacts& pg, const CheckThresholds& t) {
   if (healthy == 1) {
     parts.push_back({CheckState::kPassing, LagText(std::max<int64_t>(max_bytes, 0), max_seconds)});
   } else if (healthy > 1) {
-    parts.push_back({CheckState::kPassing, std::to_string(healthy) + " standbys, " +
-                                               LagText(std::max<int64_t>(max_bytes, 0),
-                                                       max_seconds) +
-                                               " at most"});
+    parts.push_back({CheckState::kPassing,
+                     std::to_string(healthy) + " standbys, " +
+                         LagText(std::max<int64_t>(max_bytes, 0), max_seconds) + " at most"});
   }
   for (const SlotFacts& slot : pg.slots) {
     if (!slot.active) {
-      parts.push_back({CheckState::kWarning,
-                       "replication slot " + slot.name + " has no standby connected"});
+      parts.push_back(
+          {CheckState::kWarning, "replication slot " + slot.name + " has no standby connected"});
     }
   }
   return parts;
 }
 
-std::vector<Part> ReplicaParts(const PgFacts& pg, const ManagerFacts& m,
-                               const CheckThresholds& t) {
+std::vector<Part> ReplicaParts(const PgFacts& pg, const ManagerFacts& m, const CheckThresholds& t) {
   std::vector<Part> parts;
   std::string expected =
       m.desired_primary ? m.desired_primary->host + ":" + std::to_string(m.desired_primary->port)
@@ -155,9 +153,9 @@ std::vector<Part> ReplicaParts(const PgFacts& pg, const ManagerFacts& m,
   if (!pg.streaming) {
     std::string receiver =
         pg.receiver_status.empty() ? "no WAL receiver" : "WAL receiver " + pg.receiver_status;
-    parts.push_back({CheckState::kCritical, "not streaming" +
-                                                (expected.empty() ? "" : " from " + expected) +
-                                                " (" + receiver + ")"});
+    parts.push_back(
+        {CheckState::kCritical,
+         "not streaming" + (expected.empty() ? "" : " from " + expected) + " (" + receiver + ")"});
   } else if (m.desired_primary && !SameEndpoint(pg.following, *m.desired_primary)) {
     parts.push_back({CheckState::kCritical, "streaming from " + pg.following +
                                                 ", not from the current primary " + expected});
@@ -219,15 +217,14 @@ HealthCheck EvaluatePgCheck(const InstanceFacts& f, const CheckThresholds& t) {
   if (!pg.accepting) return Combine("pg", {NotAccepting(f.manager, "")});
   std::vector<Part> parts;
   int64_t open = std::max<int64_t>(1, pg.max_connections - pg.reserved_connections);
-  double used_percent = 100.0 * static_cast<double>(pg.connections_used) / static_cast<double>(open);
-  parts.push_back({Grade(used_percent, t.connections_warning_percent,
-                         t.connections_critical_percent),
-                   std::to_string(pg.connections_used) + " of " +
-                       std::to_string(pg.max_connections) + " connections used, " +
-                       std::to_string(pg.reserved_connections) + " reserved"});
-  std::vector<Part> role_parts = pg.role == InstanceRole::kPrimary
-                                     ? PrimaryParts(pg, t)
-                                     : ReplicaParts(pg, f.manager, t);
+  double used_percent =
+      100.0 * static_cast<double>(pg.connections_used) / static_cast<double>(open);
+  parts.push_back(
+      {Grade(used_percent, t.connections_warning_percent, t.connections_critical_percent),
+       std::to_string(pg.connections_used) + " of " + std::to_string(pg.max_connections) +
+           " connections used, " + std::to_string(pg.reserved_connections) + " reserved"});
+  std::vector<Part> role_parts =
+      pg.role == InstanceRole::kPrimary ? PrimaryParts(pg, t) : ReplicaParts(pg, f.manager, t);
   parts.insert(parts.end(), role_parts.begin(), role_parts.end());
   return Combine("pg", std::move(parts));
 }
@@ -244,8 +241,8 @@ HealthCheck EvaluateRoleCheck(const InstanceFacts& f, const CheckThresholds& t) 
       std::string why = disk_full              ? disk_note
                         : pg.default_read_only ? "default_transaction_read_only is on"
                                                : "";
-      return Combine("role",
-                     {{CheckState::kCritical, "read-only" + (why.empty() ? "" : " (" + why + ")")}});
+      return Combine(
+          "role", {{CheckState::kCritical, "read-only" + (why.empty() ? "" : " (" + why + ")")}});
     }
     if (m.has_spec && m.desired_role == InstanceRole::kReplica) {
       return Combine("role", {{CheckState::kCritical,

@@ -105,15 +105,15 @@ struct PgFacts {
   bool default_read_only = false;           // default_transaction_read_only is on
   int64_t connections_used = 0;             // client backends
   int64_t max_connections = 0;
-  int64_t reserved_connections = 0;         // superuser_reserved_connections
-  std::string current_lsn;                  // primary
-  std::string received_lsn, replay_lsn;     // replica
+  int64_t reserved_connections = 0;      // superuser_reserved_connections
+  std::string current_lsn;               // primary
+  std::string received_lsn, replay_lsn;  // replica
   // Replica: whether a WAL receiver streams, from where ("host:port"), and how far behind.
   bool streaming = false;
   std::string receiver_status;  // pg_stat_wal_receiver.status ("" when none)
   std::string following;
-  int64_t lag_bytes = -1;       // received end - replayed; -1 unknown
-  double lag_seconds = -1;      // 0 when everything received is replayed; -1 unknown
+  int64_t lag_bytes = -1;              // received end - replayed; -1 unknown
+  double lag_seconds = -1;             // 0 when everything received is replayed; -1 unknown
   std::vector<StandbyFacts> standbys;  // primary
   std::vector<SlotFacts> slots;        // primary
   std::vector<DatabaseFacts> databases;

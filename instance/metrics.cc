@@ -26,15 +26,16 @@ void RenderPg(MetricsRegistry& r, const PgFacts& pg) {
   r.Gauge("pg_replication_is_replica", "Whether the server is a standby (in recovery).")
       .Get()
       .Set(replica ? 1 : 0);
-  r.Gauge("pg_settings_max_connections", "max_connections.").Get().Set(
-      static_cast<double>(pg.max_connections));
+  r.Gauge("pg_settings_max_connections", "max_connections.")
+      .Get()
+      .Set(static_cast<double>(pg.max_connections));
   r.Gauge("pg_settings_superuser_reserved_connections", "superuser_reserved_connections.")
       .Get()
       .Set(static_cast<double>(pg.reserved_connections));
 
-  auto& activity = r.Gauge("pg_stat_activity_count",
-                           "Client connections by database and state (pg_stat_activity).",
-                           {"datname", "state"});
+  auto& activity =
+      r.Gauge("pg_stat_activity_count",
+              "Client connections by database and state (pg_stat_activity).", {"datname", "state"});
   for (const DatabaseFacts& db : pg.databases) {
     for (const char* state : kActivityStates) activity.WithLabels({db.name, state});
   }
@@ -46,10 +47,9 @@ void RenderPg(MetricsRegistry& r, const PgFacts& pg) {
                             "Transactions committed in this database.", {"datname"});
   auto& rollbacks = r.Counter("pg_stat_database_xact_rollback",
                               "Transactions rolled back in this database.", {"datname"});
-  auto& backends = r.Gauge("pg_stat_database_numbackends",
-                           "Backends connected to this database.", {"datname"});
-  auto& sizes = r.Gauge("pg_database_size_bytes", "Disk space used by the database.",
-                        {"datname"});
+  auto& backends =
+      r.Gauge("pg_stat_database_numbackends", "Backends connected to this database.", {"datname"});
+  auto& sizes = r.Gauge("pg_database_size_bytes", "Disk space used by the database.", {"datname"});
   for (const DatabaseFacts& db : pg.databases) {
     // A fresh registry per exposition: Inc() from zero sets the counter to postgres's value.
     commits.WithLabels({db.name}).Inc(static_cast<double>(db.xact_commit));
@@ -96,7 +96,8 @@ void RenderPg(MetricsRegistry& r, const PgFacts& pg) {
   for (const StandbyFacts& sb : pg.standbys) {
     streaming.WithLabels({sb.info.name, sb.info.sync_state})
         .Set(sb.info.state == "streaming" ? 1 : 0);
-    if (sb.lag_bytes >= 0) lag_bytes.WithLabels({sb.info.name}).Set(static_cast<double>(sb.lag_bytes));
+    if (sb.lag_bytes >= 0)
+      lag_bytes.WithLabels({sb.info.name}).Set(static_cast<double>(sb.lag_bytes));
     if (sb.info.replay_lag_ms >= 0) {
       lag_seconds.WithLabels({sb.info.name}).Set(sb.info.replay_lag_ms / 1000.0);
     }
@@ -151,8 +152,8 @@ std::string RenderInstanceMetrics(const InstanceFacts& facts,
           {"name", "cluster", "version"})
       .WithLabels({facts.name, facts.cluster, facts.pg.version})
       .Set(1);
-  auto& role = r.Gauge("petrel_instance_role", "1 for the role postgres runs in, else 0.",
-                       {"role"});
+  auto& role =
+      r.Gauge("petrel_instance_role", "1 for the role postgres runs in, else 0.", {"role"});
   InstanceRole observed = facts.pg.accepting ? facts.pg.role : InstanceRole::kNone;
   for (InstanceRole each : {InstanceRole::kPrimary, InstanceRole::kReplica, InstanceRole::kNone}) {
     role.WithLabels({RoleName(each)}).Set(each == observed ? 1 : 0);

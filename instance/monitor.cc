@@ -272,8 +272,7 @@ std::vector<HealthCheck> InstanceMonitor::Checks() const {
 
 std::string InstanceMonitor::MetricsText() const {
   std::lock_guard<std::mutex> l(mu_);
-  double age =
-      gathered_ ? std::chrono::duration<double>(clock_.Now() - gathered_at_).count() : 0;
+  double age = gathered_ ? std::chrono::duration<double>(clock_.Now() - gathered_at_).count() : 0;
   return RenderInstanceMetrics(facts_, checks_, age);
 }
 

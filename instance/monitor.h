@@ -84,12 +84,12 @@ class InstanceMonitor {
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
-  bool stop_ = false;                       // guarded by mu_
-  bool gathered_ = false;                   // guarded by mu_
-  InstanceFacts facts_;                     // guarded by mu_
-  std::vector<HealthCheck> checks_;         // guarded by mu_
-  SteadyTime gathered_at_{};                // guarded by mu_
-  std::mutex gather_mu_;                    // one round at a time
+  bool stop_ = false;                // guarded by mu_
+  bool gathered_ = false;            // guarded by mu_
+  InstanceFacts facts_;              // guarded by mu_
+  std::vector<HealthCheck> checks_;  // guarded by mu_
+  SteadyTime gathered_at_{};         // guarded by mu_
+  std::mutex gather_mu_;             // one round at a time
   std::thread thread_;
 };
 

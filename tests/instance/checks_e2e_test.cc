@@ -211,7 +211,8 @@ TEST_F(ChecksE2eTest, PrimaryAndReplicaPassThenTheReplicaReportsItStoppedStreami
   };
   ASSERT_TRUE(WaitFor([&] { return passing(*primary, "leader") && passing(replica, "replica"); },
                       seconds(120)))
-      << "primary:\n" << Describe(primary->Status().checks) << "replica:\n"
+      << "primary:\n"
+      << Describe(primary->Status().checks) << "replica:\n"
       << Describe(replica.Status().checks) << replica.Log();
   InstanceStatus p = primary->Status();
   ASSERT_EQ(p.standbys.size(), 1u);
@@ -234,8 +235,8 @@ TEST_F(ChecksE2eTest, PrimaryAndReplicaPassThenTheReplicaReportsItStoppedStreami
   ASSERT_TRUE(WaitFor(
       [&] {
         std::string m = primary->Metrics();
-        return HasLine(m, "pg_up 1") && m.find("petrel_instance_standby_lag_bytes{standby=\"db-2\"}") !=
-                                            std::string::npos;
+        return HasLine(m, "pg_up 1") &&
+               m.find("petrel_instance_standby_lag_bytes{standby=\"db-2\"}") != std::string::npos;
       },
       seconds(30)))
       << primary->Metrics();

@@ -160,8 +160,7 @@ TEST(PgCheck, ReadOnlyPrimaryIsCritical) {
   f.pg.default_read_only = true;
   HealthCheck c = EvaluatePgCheck(f);
   EXPECT_EQ(c.state, CheckState::kCritical);
-  EXPECT_EQ(c.output.rfind("read-only (default_transaction_read_only is on); ", 0), 0u)
-      << c.output;
+  EXPECT_EQ(c.output.rfind("read-only (default_transaction_read_only is on); ", 0), 0u) << c.output;
 }
 
 TEST(PgCheck, ConnectionThresholdsCountOnlyNonSuperuserSlots) {
@@ -212,9 +211,9 @@ TEST(PgCheck, ReplicaStreamingFromAnOldPrimaryIsCritical) {
   f.pg.following = "10.0.0.9:5432";
   HealthCheck c = EvaluatePgCheck(f);
   EXPECT_EQ(c.state, CheckState::kCritical);
-  EXPECT_EQ(c.output.rfind(
-                "streaming from 10.0.0.9:5432, not from the current primary 10.0.0.1:5432", 0),
-            0u)
+  EXPECT_EQ(
+      c.output.rfind("streaming from 10.0.0.9:5432, not from the current primary 10.0.0.1:5432", 0),
+      0u)
       << c.output;
 }
 
@@ -322,8 +321,7 @@ TEST(KernelText, LoadavgAndPressure) {
   EXPECT_EQ(ParsePressureAvg60("some avg10=0.00 avg60=1.25 avg300=0.50 total=123\n"
                                "full avg10=0.00 avg60=9.00 avg300=0.00 total=1\n"),
             1.25);
-  EXPECT_EQ(ParsePressureAvg60("full avg10=0.00 avg60=9.00 avg300=0.00 total=1\n"),
-            std::nullopt);
+  EXPECT_EQ(ParsePressureAvg60("full avg10=0.00 avg60=9.00 avg300=0.00 total=1\n"), std::nullopt);
   EXPECT_EQ(ParsePressureAvg60("some avg10=0.00\n"), std::nullopt);
   EXPECT_EQ(ParsePressureAvg60(""), std::nullopt);
 }

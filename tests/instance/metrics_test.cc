@@ -165,8 +165,8 @@ TEST(InstanceMetrics, DashboardUsesExposedNames) {
       std::string expr = target.value("expr", "");
       for (std::sregex_iterator it(expr.begin(), expr.end(), metric), end; it != end; ++it) {
         ++used;
-        EXPECT_TRUE(names.count((*it)[1].str())) << panel.value("title", "") << ": " << (*it)[1]
-                                           << " is not an exposed metric";
+        EXPECT_TRUE(names.count((*it)[1].str()))
+            << panel.value("title", "") << ": " << (*it)[1] << " is not an exposed metric";
       }
     }
   }

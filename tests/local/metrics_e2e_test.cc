@@ -3,6 +3,7 @@
 // controllers' /metrics, and the test asks its HTTP API for a few series. The cluster's status
 // carries every instance's checks and the ChecksPassing condition.
 #include <arpa/inet.h>
+#include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,8 +14,6 @@
 #include <functional>
 #include <map>
 #include <sstream>
-
-#include <gtest/gtest.h>
 
 #include "core/object.h"
 #include "local/files.h"
@@ -85,7 +84,8 @@ class MetricsE2e : public ::testing::Test {
   std::unique_ptr<Process> Spawn(const std::vector<std::string>& argv, const std::string& log) {
     SpawnSpec spec;
     spec.argv = argv;
-    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()},
+    spec.env = {{"PATH", "/usr/bin:/bin"},
+                {"HOME", dir_.path().string()},
                 {"TMPDIR", dir_.path().string()}};
     spec.working_dir = dir_.path().string();
     spec.log_file = (dir_.path() / log).string();
@@ -174,8 +174,8 @@ TEST_F(MetricsE2e, PrometheusScrapesInstancesAndControllerAndTheStatusCarriesThe
   std::ofstream(manifest) << "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
                              "metadata: {name: db}\nspec:\n  replicas: 2\n"
                              "  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n";
-  auto up = Spawn({Petrel(), "local", "up", "-f", manifest.string(), "--state-dir",
-                   state_.string(), "--address-block", block_},
+  auto up = Spawn({Petrel(), "local", "up", "-f", manifest.string(), "--state-dir", state_.string(),
+                   "--address-block", block_},
                   "up.log");
   ASSERT_TRUE(up);
   auto ready = [&] {
@@ -222,8 +222,8 @@ TEST_F(MetricsE2e, PrometheusScrapesInstancesAndControllerAndTheStatusCarriesThe
                  "']\n      labels:\n";
       targets += "        __meta_kubernetes_namespace: '" + meta::Namespace(pod) + "'\n";
       targets += "        __meta_kubernetes_pod_name: '" + meta::Name(pod) + "'\n";
-      targets += "        __meta_kubernetes_pod_container_port_name: '" +
-                 port.value("name", "") + "'\n";
+      targets +=
+          "        __meta_kubernetes_pod_container_port_name: '" + port.value("name", "") + "'\n";
       const Json labels = pod["metadata"].value("labels", Json::object());
       const Json annotations = pod["metadata"].value("annotations", Json::object());
       for (const auto& [k, v] : labels.items()) {
@@ -248,25 +248,25 @@ TEST_F(MetricsE2e, PrometheusScrapesInstancesAndControllerAndTheStatusCarriesThe
            "scrape_configs:\n";
     std::istringstream job(chart_job);
     for (std::string line; std::getline(job, line);) out << "  " << line << "\n";
-    out << "  - job_name: petrel-controller\n    static_configs:\n      - targets: ['"
-        << controller << "']\n";
+    out << "  - job_name: petrel-controller\n    static_configs:\n      - targets: ['" << controller
+        << "']\n";
   }
   auto promtool = Spawn({kPromtool, "check", "config", config.string()}, "promtool.log");
   ASSERT_TRUE(promtool);
   std::optional<ExitStatus> checked;
-  ASSERT_TRUE(WaitFor([&] { return (checked = promtool->Poll()).has_value(); },
-                      std::chrono::seconds(30)));
+  ASSERT_TRUE(
+      WaitFor([&] { return (checked = promtool->Poll()).has_value(); }, std::chrono::seconds(30)));
   ASSERT_EQ(checked->code, 0) << Log("promtool.log") << ReadFile(config).value_or("");
 
   uint16_t port = FreeLoopbackPort();
   ASSERT_NE(port, 0);
   prometheus_ = "http://127.0.0.1:" + std::to_string(port);
   fs::create_directories(dir_.path() / "tsdb");
-  auto prometheus = Spawn({kPrometheus, "--config.file=" + config.string(),
-                           "--storage.tsdb.path=" + (dir_.path() / "tsdb").string(),
-                           "--web.listen-address=127.0.0.1:" + std::to_string(port),
-                           "--log.level=warn"},
-                          "prometheus.log");
+  auto prometheus =
+      Spawn({kPrometheus, "--config.file=" + config.string(),
+             "--storage.tsdb.path=" + (dir_.path() / "tsdb").string(),
+             "--web.listen-address=127.0.0.1:" + std::to_string(port), "--log.level=warn"},
+            "prometheus.log");
   ASSERT_TRUE(prometheus);
   ASSERT_TRUE(WaitFor([&] { return Query("up").is_array() || prometheus->Poll().has_value(); },
                       std::chrono::seconds(30)))

@@ -38,8 +38,9 @@ TEST(RecordedChecks, StateChangesAndFailingOutputsAreRecorded) {
 }
 
 TEST(ChecksCondition, TrueWhenEveryInstancePasses) {
-  Condition c = ChecksCondition({}, {Instance("db-1", Checks(CheckState::kPassing, "a")),
-                                     Instance("db-2", Checks(CheckState::kPassing, "b"))},
+  Condition c = ChecksCondition({},
+                                {Instance("db-1", Checks(CheckState::kPassing, "a")),
+                                 Instance("db-2", Checks(CheckState::kPassing, "b"))},
                                 4, "2026-11-24T00:00:00Z");
   EXPECT_EQ(c.type, "ChecksPassing");
   EXPECT_EQ(c.status, "True");
@@ -51,10 +52,10 @@ TEST(ChecksCondition, TrueWhenEveryInstancePasses) {
 TEST(ChecksCondition, FalseNamesTheFailingChecksCriticalFirst) {
   auto warning = Checks(CheckState::kWarning, "replication lag 20 MiB");
   auto critical = Checks(CheckState::kCritical, "not streaming from 10.0.0.1:5432");
-  Condition c = ChecksCondition(
-      {}, {Instance("db-1", Checks(CheckState::kPassing, "")), Instance("db-2", warning),
-           Instance("db-3", critical)},
-      1, "t1");
+  Condition c = ChecksCondition({},
+                                {Instance("db-1", Checks(CheckState::kPassing, "")),
+                                 Instance("db-2", warning), Instance("db-3", critical)},
+                                1, "t1");
   EXPECT_EQ(c.status, "False");
   EXPECT_EQ(c.reason, "CheckCritical");
   EXPECT_EQ(c.message,
@@ -97,7 +98,8 @@ TEST(ChecksCondition, TransitionTimeIsKeptWhileTheStatusIsUnchanged) {
 TEST(InstanceStateJson, ChecksRoundTrip) {
   InstanceState s = Instance("db-2", Checks(CheckState::kCritical, "not streaming"));
   Json j = s.ToJson();
-  EXPECT_EQ(j["checks"][1], Json({{"name", "pg"}, {"status", "critical"}, {"output", "not streaming"}}));
+  EXPECT_EQ(j["checks"][1],
+            Json({{"name", "pg"}, {"status", "critical"}, {"output", "not streaming"}}));
   EXPECT_EQ(InstanceState::FromJson(j), s);
   EXPECT_FALSE(Instance("db-1", {}).ToJson().contains("checks"));
 }
