@@ -697,6 +697,13 @@ Json InstanceState::ToJson() const {
   if (spec_generation > 0) j["specGeneration"] = spec_generation;
   if (!spec_hash.empty()) j["specHash"] = spec_hash;
   if (joined) j["joined"] = true;
+  if (!checks.empty()) {
+    j["checks"] = Json::array();
+    for (const auto& c : checks) {
+      j["checks"].push_back(
+          {{"name", c.name}, {"status", CheckStateName(c.state)}, {"output", c.output}});
+    }
+  }
   return j;
 }
 
@@ -713,6 +720,14 @@ InstanceState InstanceState::FromJson(const Json& j) {
   s.spec_generation = Get<int64_t>(j, "specGeneration", 0);
   s.spec_hash = Get<std::string>(j, "specHash", "");
   s.joined = Get<bool>(j, "joined", false);
+  if (auto it = j.find("checks"); it != j.end() && it->is_array()) {
+    for (const Json& e : *it) {
+      if (!e.is_object()) continue;
+      s.checks.push_back({Get<std::string>(e, "name", ""),
+                          ParseCheckState(Get<std::string>(e, "status", "passing")),
+                          Get<std::string>(e, "output", "")});
+    }
+  }
   return s;
 }
 

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "api/instance.h"
 #include "core/object.h"
 #include "core/status.h"
 
@@ -161,6 +162,9 @@ struct InstanceState {
   // The instance has been ready at least once since it became a member; until then a not
   // ready instance is still being provisioned (initdb, clone), not a sign of trouble.
   bool joined = false;
+  // The instance's health checks (vm, pg, role) as last recorded; see RecordedChecks in
+  // reconcilers/cluster_checks.h for when they are refreshed.
+  std::vector<HealthCheck> checks;
 
   Json ToJson() const;
   static InstanceState FromJson(const Json& j);

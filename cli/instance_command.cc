@@ -42,6 +42,9 @@ void AddInstanceCommand(CLI::App& app) {
   cmd->add_option("--api-address", o.api_address,
                   "IP of the instance API (default: --listen-address)");
   cmd->add_option("--api-port", o.api_port, "Instance API port")->capture_default_str();
+  cmd->add_option("--metrics-port", o.metrics_port,
+                  "Port serving /metrics on the API address (0: only on the API port)")
+      ->capture_default_str();
   cmd->add_option("--pg-major", o.pg_major, "PostgreSQL major version")->capture_default_str();
   cmd->add_option("--bin-dir", o.bin_dir,
                   "PostgreSQL binaries (default /usr/lib/postgresql/<pg-major>/bin)");

@@ -26,6 +26,7 @@
 #include "controller/registry.h"
 #include "core/base64.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "local/addresses.h"
 #include "local/files.h"
 #include "local/manifests.h"
@@ -440,6 +441,12 @@ void RunUp(const LocalFlags& flags) {
   LocalStore& local = **store;
   (*api)->Handle("/status", [&local](const HttpRequest&) {
     return HttpResponse::Json(200, BuildStatus(local).dump());
+  });
+  // The controllers' metrics (the manager's own listener is off in local mode).
+  (*api)->Handle("/metrics", [](const HttpRequest&) {
+    HttpResponse r = HttpResponse::Text(200, MetricsRegistry::Default().Expose());
+    r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+    return r;
   });
   (*api)->Handle("/shutdown", [&shutdown, token](const HttpRequest& r) {
     auto auth = r.headers.find("authorization");

@@ -60,6 +60,7 @@ void InstanceApi::Register(HttpServer& server) {
   server.Handle("/readyz", [this](const HttpRequest& r) { return Readyz(r); });
   server.Handle("/status", [this](const HttpRequest& r) { return Status(r); });
   server.Handle("/spec", [this](const HttpRequest& r) { return Spec(r); });
+  server.Handle("/metrics", [this](const HttpRequest& r) { return Metrics(r); });
 }
 
 bool InstanceApi::Authorized(const HttpRequest& req) const {
@@ -92,7 +93,22 @@ HttpResponse InstanceApi::Readyz(const HttpRequest& req) const {
 
 HttpResponse InstanceApi::Status(const HttpRequest& req) const {
   if (req.method != "GET") return MethodNotAllowed(req, "GET");
-  return MakeJson(200, manager_.GetStatus().ToJson());
+  InstanceStatus s = manager_.GetStatus();
+  if (monitor_) monitor_->Annotate(&s);
+  return MakeJson(200, s.ToJson());
+}
+
+HttpResponse InstanceApi::Metrics(const HttpRequest& req) const {
+  return ServeMetrics(monitor_, req);
+}
+
+HttpResponse ServeMetrics(const InstanceMonitor* monitor, const HttpRequest& req) {
+  if (req.method != "GET" && req.method != "HEAD") return MethodNotAllowed(req, "GET");
+  if (!monitor) return Error(503, "ServiceUnavailable", "metrics are not collected here");
+  HttpResponse r;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = monitor->MetricsText();
+  return r;
 }
 
 HttpResponse InstanceApi::Spec(const HttpRequest& req) {

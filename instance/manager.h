@@ -40,6 +40,8 @@ class InstanceManager {
   Status AcceptSpec(const InstanceSpec& spec);
   std::optional<InstanceSpec> CurrentSpec() const;
   InstanceStatus GetStatus() const;
+  // Postgres's unix socket directory (a fixed path; safe from any thread).
+  std::string socket_dir() const { return node_.socket_dir(); }
 
  private:
   void Loop();

@@ -5,11 +5,13 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include "core/log.h"
 #include "instance/api.h"
 #include "instance/files.h"
 #include "instance/manager.h"
+#include "instance/monitor.h"
 #include "net/http.h"
 
 namespace petrel {
@@ -106,14 +108,39 @@ int RunInstance(InstanceOptions o) {
     std::fprintf(stderr, "petrel instance: instance API: %s\n", server.status().message().c_str());
     return 1;
   }
+  MonitorOptions monitor_options;
+  monitor_options.name = o.name;
+  monitor_options.cluster = o.cluster;
+  monitor_options.volume_path = std::filesystem::path(o.pgdata).parent_path().string();
+  monitor_options.socket_dir = manager.socket_dir();
+  monitor_options.port = o.port;
+  InstanceMonitor monitor(
+      monitor_options,
+      {[&manager] { return manager.CurrentSpec(); }, [&manager] { return manager.GetStatus(); }},
+      Clock::Real());
   InstanceApi api(manager, o.api_token);
+  api.SetMonitor(&monitor);
   api.Register(**server);
+  std::unique_ptr<HttpServer> metrics_server;
+  if (o.metrics_port != 0) {
+    auto listening = HttpServer::Listen(o.api_address, o.metrics_port, 1);
+    if (!listening.ok()) {
+      std::fprintf(stderr, "petrel instance: metrics port: %s\n",
+                   listening.status().message().c_str());
+      return 1;
+    }
+    metrics_server = std::move(listening).value();
+    metrics_server->Handle("/metrics",
+                           [&monitor](const HttpRequest& r) { return ServeMetrics(&monitor, r); });
+  }
 
   if (Status st = manager.Start(); !st.ok()) {
     std::fprintf(stderr, "petrel instance: %s\n", st.message().c_str());
     return 1;
   }
+  monitor.Start();
   (*server)->Start();
+  if (metrics_server) metrics_server->Start();
   spdlog::info("instance {} of cluster {}: API on {}:{}, postgres on {}:{}, data in {}{}", o.name,
                o.cluster, o.api_address, (*server)->port(), o.listen_address, o.port, o.pgdata,
                *identity ? ", running postgres as " + o.run_as : "");
@@ -121,6 +148,8 @@ int RunInstance(InstanceOptions o) {
   int sig = 0;
   sigwait(&signals, &sig);
   spdlog::info("received {}; shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  if (metrics_server) metrics_server->Stop();
+  monitor.Stop();
   manager.Stop();
   (*server)->Stop();
   spdlog::info("postgres stopped; exiting");

@@ -22,6 +22,7 @@ struct InstanceOptions {
   uint16_t port = kPostgresPort;
   std::string api_address;  // defaults to listen_address
   uint16_t api_port = kInstanceApiPort;
+  uint16_t metrics_port = kMetricsPort;  // /metrics also here, on api_address; 0 = only the API
   int pg_major = 15;
   std::string bin_dir;  // defaults to /usr/lib/postgresql/<pg_major>/bin
   std::string run_as = "postgres";

@@ -4,6 +4,8 @@
 #include <cctype>
 #include <set>
 
+#include "reconcilers/cluster_checks.h"
+
 namespace petrel {
 
 using std::chrono::seconds;
@@ -176,7 +178,11 @@ Json DesiredPod(const Names& n, const PostgresClusterSpec& spec, const std::stri
   labels[kInstanceLabel] = instance;
   labels[kRoleLabel] = role;
   Json meta = ObjectMeta(n, instance, owner_ref, labels);
-  meta["annotations"] = {{kPodSpecHashAnnotation, PodSpecHash(spec)}};
+  meta["annotations"] = {{kPodSpecHashAnnotation, PodSpecHash(spec)},
+                         // Discovered by a Prometheus that scrapes annotated Pods.
+                         {"prometheus.io/scrape", "true"},
+                         {"prometheus.io/port", std::to_string(kMetricsPort)},
+                         {"prometheus.io/path", "/metrics"}};
   Json container = {
       {"name", "postgres"},
       {"image", spec.image},
@@ -891,11 +897,13 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
       state.lag_bytes = m.status->lag_bytes;
       state.timeline = m.status->timeline;
       state.message = m.status->message;
+      state.checks = RecordedChecks(state.checks, m.status->checks);
     } else {
       state.role = "";
       state.phase = !m.pod ? "Creating" : meta::IsBeingDeleted(*m.pod) ? "Terminating" : "Pending";
       state.message = m.status_error;
       state.lag_bytes = -1;
+      state.checks.clear();
     }
     states.push_back(std::move(state));
   }
@@ -1022,6 +1030,7 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     conditions.push_back(MakeCondition(old_, "Degraded", false, "AsExpected", "No problems found.",
                                        generation_, o_.now));
   }
+  conditions.push_back(ChecksCondition(old_, new_.instances, generation_, o_.now));
   new_.conditions = std::move(conditions);
   if (!(new_ == old_)) plan_.status = new_;
 

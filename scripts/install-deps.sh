@@ -10,7 +10,7 @@ packages=(
   postgresql-15 postgresql-client-15 postgresql-contrib
   etcd-server golang-go rsync jq curl procps iproute2 util-linux
   golang-github-masterminds-sprig-dev golang-gopkg-yaml.v3-dev
-
+  prometheus
 )
 # Node.js is only for the node-postgres client tests; keep a Node that is already there
 # (Debian's npm conflicts with a non-Debian node).
@@ -28,8 +28,25 @@ if ((${#missing[@]})); then
   fi
   echo "install-deps: installing ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  # No package may start its daemon while installing (Debian's policy-rc.d protocol, 101 =
+  # action forbidden): tests start their own servers on loopback.
+  policy=/usr/sbin/policy-rc.d
+  if [[ ! -e $policy ]]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 0755 "$policy"
+    trap 'rm -f "$policy"' EXIT
+  fi
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The prometheus package's own service is not used (tests run `prometheus` themselves): keep it
+# stopped and off at boot, whichever init system is there.
+if [[ -d /run/systemd/system ]] && systemctl list-unit-files prometheus.service >/dev/null 2>&1; then
+  systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+elif [[ -x /etc/init.d/prometheus ]]; then
+  if /etc/init.d/prometheus status >/dev/null 2>&1; then /etc/init.d/prometheus stop >/dev/null || true; fi
+  update-rc.d prometheus disable >/dev/null 2>&1 || true
 fi
 
 # The Debian cluster that postgresql-15 creates would hold 5432; Petrel never uses it.

@@ -116,6 +116,11 @@ export GO111MODULE=off GOPATH=/usr/share/gocode GOCACHE="$work/gocache"
 (cd "$src/tests/manifests/helmrender" && go build -o "$work/helmrender" .)
 "$work/helmrender" "$src/charts/petrel" petrel petrel-system >"$work/chart.yaml"
 kc apply --dry-run=server -f "$work/chart.yaml" >/dev/null
+printf 'metrics:\n  grafanaDashboard: {enabled: true}\n' >"$work/dashboard-values.yaml"
+"$work/helmrender" "$src/charts/petrel" petrel petrel-system "$work/dashboard-values.yaml" \
+  >"$work/chart-dashboard.yaml"
+kc apply --dry-run=server -f "$work/chart-dashboard.yaml" >/dev/null
+grep -q '"uid": "petrel-postgres"' "$work/chart-dashboard.yaml" || fail "no Grafana dashboard in the chart"
 printf 'replicas: 3\nleaderElection: {enabled: false}\n' >"$work/bad-values.yaml"
 if "$work/helmrender" "$src/charts/petrel" petrel petrel-system "$work/bad-values.yaml" >/dev/null 2>"$work/err"; then
   fail "chart accepted replicas > 1 without leader election"

@@ -30,6 +30,7 @@ class World {
     uint64_t lsn = 0x3000000;
     bool follows = true;            // streaming from the primary when a replica
     std::optional<bool> streaming;  // forces the reported WAL receiver state
+    std::vector<HealthCheck> checks;  // reported as they are
   };
 
   void SetSpec(const std::string& path, Json value) {
@@ -75,6 +76,7 @@ class World {
     s.spec_generation = i.spec.generation;
     s.system_identifier = i.initialized ? "7300000000000000001" : "";
     s.phase = i.running ? "running" : "stopped";
+    s.checks = i.checks;
     if (i.spec.role == InstanceRole::kPrimary) {
       s.current_lsn = FormatLsnForTest(i.lsn);
     } else {
@@ -794,6 +796,35 @@ TEST(RandomToken, UrlSafeAndUnique) {
   EXPECT_NE(*a, *b);
   for (char c : *a)
     EXPECT_TRUE(std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_');
+}
+
+TEST(ClusterPlan, FailingChecksAreReportedButNeverFailOver) {
+  World w(Spec(2));
+  w.Converge();
+  const std::string primary = w.Status().current_primary;
+  std::vector<HealthCheck> failing = {
+      {"vm", CheckState::kCritical, "disk 97% used (30 MiB free of 1 GiB)"},
+      {"pg", CheckState::kCritical, "read-only"},
+      {"role", CheckState::kCritical, "read-only (disk 97% full)"}};
+  std::vector<HealthCheck> passing = {{"vm", CheckState::kPassing, "disk 10% used"},
+                                      {"pg", CheckState::kPassing, "replication lag 0 B"},
+                                      {"role", CheckState::kPassing, "replica"}};
+  for (auto& [name, instance] : w.instances_) instance.checks = name == primary ? failing : passing;
+  ClusterPlan plan = PlanCluster(w.Observe());
+  EXPECT_TRUE(plan.actions.empty()) << ::testing::PrintToString(Describe(plan));
+  EXPECT_TRUE(plan.spec_puts.empty());
+  ASSERT_TRUE(plan.status.has_value());
+  EXPECT_EQ(plan.status->current_primary, primary);
+  EXPECT_EQ(plan.status->FindInstance(primary)->checks, failing);
+  const Condition* checks = plan.status->FindCondition("ChecksPassing");
+  ASSERT_NE(checks, nullptr);
+  EXPECT_EQ(checks->status, "False");
+  EXPECT_EQ(checks->reason, "CheckCritical");
+  EXPECT_EQ(checks->message.rfind(primary + " vm critical: disk 97% used", 0), 0u)
+      << checks->message;
+  EXPECT_EQ(plan.status->FindCondition("Ready")->status, "True");
+  w.Apply(plan);
+  EXPECT_TRUE(PlanCluster(w.Observe()).Empty()) << "the recorded checks are stable";
 }
 
 }  // namespace
