@@ -809,7 +809,8 @@ InstanceState InstanceState::FromJson(const Json& j) {
 Json SnapshotsStatus::ToJson() const {
   Json j = {{"readyCount", ready_count}, {"healthy", healthy}};
   if (!last_snapshot.empty()) {
-    j["lastSnapshot"] = {{"name", last_snapshot}, {"time", last_snapshot_time}};
+    j["lastSnapshot"] = {{"name", last_snapshot}};
+    if (!last_snapshot_time.empty()) j["lastSnapshot"]["time"] = last_snapshot_time;
     if (!last_snapshot_instance.empty()) j["lastSnapshot"]["instance"] = last_snapshot_instance;
   }
   if (!last_schedule_time.empty()) j["lastScheduleTime"] = last_schedule_time;
