@@ -1,19 +1,15 @@
-// Snapshots and restores in `petrel local`, with real Postgres: the node agent takes a
-// VolumeSnapshot of a running cluster's volume through its instance (POST /snapshot), restores
-// it into a new claim whose dataSource names it, and a `petrel instance` bootstrapped from that
-// volume (bootstrap snapshot) holds exactly the rows written before the snapshot, answers to
-// its own passwords and not to the source's; the source cluster is unaffected.
-#include <signal.h>
-#include <sys/wait.h>
+// Snapshots and restores in `petrel local`, with real Postgres and the real controllers: the
+// snapshot reconciler creates VolumeSnapshots, the node agent fulfils them through the
+// instance (POST /snapshot) and restores one into the first volume of a new cluster, whose
+// instance re-keys it (bootstrap snapshot).
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include <gtest/gtest.h>
 
-#include "api/instance.h"
 #include "core/object.h"
-#include "instance/process.h"
 #include "local/files.h"
 #include "local/process.h"
 #include "net/http.h"
@@ -26,33 +22,6 @@ namespace {
 namespace fs = std::filesystem;
 using testing::WaitFor;
 
-constexpr const char* kToken = "restored-token-0123456789";
-constexpr const char* kRestoredSuperuser = "restored-super-pw";
-constexpr const char* kRestoredReplication = "restored-repl-pw";
-
-const char* kSourceCluster = R"(apiVersion: petrel.dev/v1alpha1
-kind: PostgresCluster
-metadata: {name: src}
-spec:
-  replicas: 1
-  image: ghcr.io/petrel-dev/postgres:15.4
-  storage: {size: 1Gi}
-)";
-
-std::string SnapshotDoc(const std::string& name) {
-  return "---\napiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\n"
-         "metadata: {name: " + name + ", labels: {petrel.dev/cluster: src}}\n"
-         "spec:\n  source: {persistentVolumeClaimName: src-1}\n";
-}
-
-std::string RestoredClaimDoc(const std::string& name, const std::string& snapshot) {
-  return "---\napiVersion: v1\nkind: PersistentVolumeClaim\n"
-         "metadata: {name: " + name + ", labels: {app.kubernetes.io/managed-by: petrel}}\n"
-         "spec:\n  accessModes: [ReadWriteOnce]\n  resources: {requests: {storage: 1Gi}}\n"
-         "  dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: " +
-         snapshot + "}\n";
-}
-
 class LocalSnapshotE2e : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -61,7 +30,6 @@ class LocalSnapshotE2e : public ::testing::Test {
     }
   }
   void TearDown() override {
-    if (restored_.running()) restored_.SignalAndWait(SIGTERM, std::chrono::seconds(60));
     if (up_) {
       auto down = Petrel({"local", "down", "--state-dir", state_.string()}, "down.log");
       EXPECT_TRUE(WaitFor([&] { return up_->Poll().has_value(); }, std::chrono::seconds(90)))
@@ -84,18 +52,8 @@ class LocalSnapshotE2e : public ::testing::Test {
     return p.ok() ? std::move(p).value() : nullptr;
   }
   std::string Log(const std::string& name) { return ReadFile(dir_.path() / name).value_or(""); }
-  // An object as `petrel local` last saved it (store.json), or null.
-  Json Stored(const std::string& kind, const std::string& name) {
-    auto text = ReadFile(state_ / "store.json");
-    if (!text.ok()) return nullptr;
-    Json doc = Json::parse(*text, nullptr, false);
-    if (doc.is_discarded()) return nullptr;
-    for (const Json& o : doc.value("objects", Json::array())) {
-      if (o.value("kind", "") == kind && meta::Name(o) == name) return o;
-    }
-    return nullptr;
-  }
-  Json SourceCluster() {
+  // A cluster as the running petrel local reports it (GET /status), or null.
+  Json ClusterNamed(const std::string& name) {
     auto runtime = ReadFile(state_ / "local.json");
     if (!runtime.ok()) return nullptr;
     Json r = Json::parse(*runtime, nullptr, false);
@@ -103,138 +61,160 @@ class LocalSnapshotE2e : public ::testing::Test {
     auto response = HttpCall("GET", r.value("api", "") + "/status");
     if (!response.ok() || response->status != 200) return nullptr;
     Json status = Json::parse(response->body, nullptr, false);
-    if (status.is_discarded() || status["clusters"].empty()) return nullptr;
-    return status["clusters"][0];
+    if (status.is_discarded()) return nullptr;
+    for (const Json& c : status.value("clusters", Json::array())) {
+      if (c.value("name", "") == name) return c;
+    }
+    return nullptr;
   }
-  Result<PgConn> ConnectSource() {
-    Json c = SourceCluster();
-    if (!c.is_object()) return UnavailableError("no cluster yet");
-    std::string endpoint = c["endpoints"].value("leader", "");
-    auto colon = endpoint.rfind(':');
-    std::string password =
-        ReadFile(state_ / "secrets" / "default" / "src-superuser" / "password").value_or("");
-    return PgConn::Connect("host=" + endpoint.substr(0, colon) + " port=" +
-                               endpoint.substr(colon + 1) + " user=postgres dbname=postgres",
+  Json SourceCluster() { return ClusterNamed("src"); }
+  bool ReadyWith(const std::string& cluster, int replicas) {
+    Json c = ClusterNamed(cluster);
+    return c.is_object() && c.value("ready", false) && c.value("readyReplicas", 0) == replicas;
+  }
+  std::string PasswordOf(const std::string& cluster) {
+    return ReadFile(state_ / "secrets" / "default" / (cluster + "-superuser") / "password")
+        .value_or("");
+  }
+  // The cluster's leader endpoint (or `endpoint`: "replicas") with `password`.
+  Result<PgConn> ConnectTo(const std::string& cluster, const std::string& password,
+                           const std::string& endpoint = "leader") {
+    Json c = ClusterNamed(cluster);
+    if (!c.is_object()) return UnavailableError("no cluster " + cluster + " yet");
+    std::string address = c["endpoints"].value(endpoint, "");
+    auto colon = address.rfind(':');
+    if (colon == std::string::npos) return UnavailableError("no " + endpoint + " endpoint yet");
+    return PgConn::Connect("host=" + address.substr(0, colon) + " port=" +
+                               address.substr(colon + 1) + " user=postgres dbname=postgres",
                            password);
   }
-  std::string SourcePassword() {
-    return ReadFile(state_ / "secrets" / "default" / "src-superuser" / "password").value_or("");
-  }
-  std::string SourceQuery(const std::string& sql) {
-    auto c = ConnectSource();
+  Result<PgConn> ConnectSource() { return ConnectTo("src", PasswordOf("src")); }
+  std::string QueryOn(const std::string& cluster, const std::string& sql,
+                      const std::string& endpoint = "leader") {
+    auto c = ConnectTo(cluster, PasswordOf(cluster), endpoint);
     if (!c.ok()) return "";
     auto r = c->Exec(sql);
     return r.ok() ? r->GetOr(0, 0) : "";
   }
-
-  // A `petrel instance` on the restored claim's volume, with the new cluster's secrets.
-  void StartRestoredInstance(const fs::path& volume) {
-    std::string cmd = "exec '" + Binary() + "' instance --name restored-1 --cluster restored " +
-                      "--pgdata " + (volume / "pgdata").string() + " --listen-address " +
-                      restored_ip_ + " --port 5432 --api-port 8000 >>" +
-                      (dir_.path() / "restored-1.log").string() + " 2>&1";
-    Command c;
-    c.argv = {"/bin/sh", "-c", cmd};
-    c.env = {"PATH=/usr/bin:/bin", std::string("PETREL_SUPERUSER_PASSWORD=") + kRestoredSuperuser,
-             std::string("PETREL_REPLICATION_PASSWORD=") + kRestoredReplication,
-             std::string("PETREL_API_TOKEN=") + kToken};
-    ASSERT_TRUE(restored_.Start(c).ok());
-  }
-  HttpResponse CallRestored(const std::string& method, const std::string& path,
-                            const std::string& body = "") {
-    HttpCallOptions opts;
-    opts.timeout = std::chrono::seconds(5);
-    opts.headers["authorization"] = std::string("Bearer ") + kToken;
-    auto r = HttpCall(method, "http://" + restored_ip_ + ":8000" + path, body, opts);
-    if (!r.ok()) return HttpResponse{599, "", {}, r.status().ToString()};
-    return *r;
-  }
-  Result<PgConn> ConnectRestored(const std::string& user, const std::string& password) {
-    return PgConn::Connect(
-        "host=" + restored_ip_ + " port=5432 user=" + user + " dbname=postgres", password);
+  std::string SourceQuery(const std::string& sql) { return QueryOn("src", sql); }
+  // Ready VolumeSnapshots of `cluster` in petrel local's store, oldest first.
+  std::vector<Json> ReadySnapshotsOf(const std::string& cluster) {
+    std::vector<Json> out;
+    auto text = ReadFile(state_ / "store.json");
+    if (!text.ok()) return out;
+    Json doc = Json::parse(*text, nullptr, false);
+    if (doc.is_discarded()) return out;
+    for (const Json& o : doc.value("objects", Json::array())) {
+      if (o.value("kind", "") != "VolumeSnapshot" || meta::Label(o, "petrel.dev/cluster") != cluster) {
+        continue;
+      }
+      if (o.value("status", Json::object()).value("readyToUse", false)) out.push_back(o);
+    }
+    std::sort(out.begin(), out.end(), [](const Json& a, const Json& b) {
+      return meta::Name(a) < meta::Name(b);  // <cluster>-YYYYMMDDhhmmss
+    });
+    return out;
   }
 
   testing::TempDir dir_;
   fs::path state_ = dir_.path() / "state";
   fs::path manifest_ = dir_.path() / "src.yaml";
   std::string block_ = testing::RandomLoopbackBlock();
-  std::string restored_ip_ = testing::BlockPrefix(testing::RandomLoopbackBlock()) + "7";
   std::unique_ptr<Process> up_;
-  ChildProcess restored_;
 };
 
-TEST_F(LocalSnapshotE2e, SnapshotRestoresExactlyTheRowsBeforeItIntoARekeyedCluster) {
-  std::ofstream(manifest_) << kSourceCluster;
+std::string ClusterDoc(const std::string& name, int replicas, const std::string& extra_spec,
+                       const std::string& request = "") {
+  std::string doc = "---\napiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\n"
+                    "metadata:\n  name: " + name + "\n";
+  if (!request.empty()) {
+    doc += "  annotations: {petrel.dev/snapshot-request: \"" + request + "\"}\n";
+  }
+  return doc + "spec:\n  replicas: " + std::to_string(replicas) +
+         "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage: {size: 1Gi}\n" + extra_spec;
+}
+
+// On-demand snapshots of a cluster with spec.snapshots (taken from its replica); a new cluster
+// with spec.bootstrap.snapshot holds exactly the rows before the snapshot, its replica cloned
+// from the restored primary, its own passwords and not the source's; the source is unaffected;
+// the retention count deletes the oldest snapshot together with its copy.
+TEST_F(LocalSnapshotE2e, ClusterSnapshotsRestoreANewClusterAndRetentionPrunesTheOldest) {
+  const std::string snapshots = "  snapshots: {retention: {count: 2}}\n";
+  auto write = [&](const std::string& request, const std::string& restored) {
+    std::ofstream(manifest_) << ClusterDoc("src", 2, snapshots, request) << restored;
+  };
+  write("", "");
   up_ = Petrel({"local", "up", "-f", manifest_.string(), "--state-dir", state_.string(),
                 "--address-block", block_},
                "up.log");
   ASSERT_TRUE(up_);
-  ASSERT_TRUE(WaitFor([&] {
-    Json c = SourceCluster();
-    return (c.is_object() && c.value("ready", false)) || up_->Poll().has_value();
-  }, std::chrono::seconds(120))) << Log("up.log");
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith("src", 2) || up_->Poll().has_value(); },
+                      std::chrono::seconds(150)))
+      << Log("up.log");
   {
     auto c = ConnectSource();
     ASSERT_TRUE(c.ok()) << c.status().ToString();
     ASSERT_TRUE(c->ExecScript("create table t (id int primary key); "
                               "insert into t select generate_series(1, 3)").ok());
   }
+  // The snapshot is taken from the replica: wait until it has the rows.
+  ASSERT_TRUE(WaitFor([&] { return QueryOn("src", "select count(*) from t", "replicas") == "3"; },
+                      std::chrono::seconds(30)));
 
-  // A VolumeSnapshot of the instance's claim: the node agent copies it through the instance.
-  std::ofstream(manifest_) << kSourceCluster << SnapshotDoc("snap-1");
-  ASSERT_TRUE(WaitFor([&] {
-  Json vs = Stored("VolumeSnapshot", "snap-1");
-    return vs.is_object() && vs.value("status", Json::object()).value("readyToUse", false);
-  }, std::chrono::seconds(90))) << Stored("VolumeSnapshot", "snap-1").dump() << Log("up.log");
-  Json vs = Stored("VolumeSnapshot", "snap-1");
-  EXPECT_GT(std::stoll(vs["status"].value("restoreSize", "0")), 1000000) << vs.dump();
-  EXPECT_FALSE(vs["status"].value("creationTime", "").empty());
-  const fs::path copy = state_ / "snapshots" / "default" / "snap-1";
-  EXPECT_TRUE(fs::exists(copy / "volume" / "pgdata" / "PG_VERSION"));
+  // On demand, through the cluster's annotation.
+  write("first", "");
+  ASSERT_TRUE(WaitFor([&] { return ReadySnapshotsOf("src").size() == 1; },
+                      std::chrono::seconds(90)))
+      << Log("up.log");
+  const Json first = ReadySnapshotsOf("src")[0];
+  const std::string first_name = meta::Name(first);
+  EXPECT_EQ(meta::Label(first, "petrel.dev/instance"),
+            first["spec"]["source"].value("persistentVolumeClaimName", ""));
+  EXPECT_NE(meta::Label(first, "petrel.dev/instance"), SourceCluster().value("primary", ""))
+      << "taken from the primary although a replica was ready: " << first.dump();
+  const fs::path first_copy = state_ / "snapshots" / "default" / first_name;
+  EXPECT_TRUE(fs::exists(first_copy / "snapshot.json"));
 
-  // Written after the snapshot: must not be restored.
   ASSERT_EQ(SourceQuery("insert into t values (4), (5) returning 1"), "1");
 
-  // A claim restored from the snapshot, then an instance of a new cluster on it.
-  std::ofstream(manifest_) << kSourceCluster << SnapshotDoc("snap-1")
-                           << RestoredClaimDoc("restored-1", "snap-1");
-  ASSERT_TRUE(WaitFor([&] {
-    Json pvc = Stored("PersistentVolumeClaim", "restored-1");
-    return pvc.is_object() && pvc.value("status", Json::object()).value("phase", "") == "Bound";
-  }, std::chrono::seconds(60))) << Stored("PersistentVolumeClaim", "restored-1").dump();
-  const fs::path volume = state_ / "volumes" / "default" / "restored-1";
-  ASSERT_TRUE(fs::exists(volume / "pgdata" / "PG_VERSION"));
-
-  StartRestoredInstance(volume);
-  ASSERT_TRUE(WaitFor([&] { return CallRestored("GET", "/healthz").status == 200; },
-                      std::chrono::seconds(20))) << Log("restored-1.log");
-  InstanceSpec spec;
-  spec.generation = 1;
-  spec.role = InstanceRole::kPrimary;
-  spec.bootstrap = BootstrapMethod::kSnapshot;
-  spec.cluster_uid = "restored-uid";
-  ASSERT_EQ(CallRestored("PUT", "/spec", spec.ToJson().dump()).status, 202);
-  ASSERT_TRUE(WaitFor([&] {
-    auto s = InstanceStatus::FromJson(Json::parse(CallRestored("GET", "/status").body, nullptr, false));
-    return s.ok() && s->ready && s->role == InstanceRole::kPrimary && s->cluster_uid == "restored-uid";
-  }, std::chrono::seconds(120))) << Log("restored-1.log");
-
-  {
-    auto restored = ConnectRestored("postgres", kRestoredSuperuser);
-    ASSERT_TRUE(restored.ok()) << restored.status().ToString();
-    auto rows = restored->Exec("select string_agg(id::text, ',' order by id) from t");
-    ASSERT_TRUE(rows.ok()) << rows.status().ToString();
-    EXPECT_EQ(rows->GetOr(0, 0), "1,2,3");
-  }
-  EXPECT_TRUE(ConnectRestored("streaming_replica", kRestoredReplication).ok());
-  auto old = ConnectRestored("postgres", SourcePassword());
-  EXPECT_FALSE(old.ok());
-  EXPECT_NE(old.status().message().find("password authentication failed"), std::string::npos)
-      << old.status().message();
-
-  // The source is unaffected: all five rows, its own password.
+  // A new cluster from the first snapshot.
+  const std::string restored =
+      ClusterDoc("new", 2, "  bootstrap: {snapshot: {name: " + first_name + "}}\n");
+  write("first", restored);
+  ASSERT_TRUE(WaitFor([&] { return ReadyWith("new", 2); }, std::chrono::seconds(150)))
+      << ClusterNamed("new").dump() << Log("up.log");
+  EXPECT_EQ(QueryOn("new", "select string_agg(id::text, ',' order by id) from t"), "1,2,3");
+  EXPECT_TRUE(WaitFor([&] {
+    return QueryOn("new", "select string_agg(id::text, ',' order by id) from t", "replicas") ==
+           "1,2,3";
+  }, std::chrono::seconds(30)));
+  EXPECT_EQ(QueryOn("new", "select count(*) from pg_replication_slots where slot_type = 'logical'"),
+            "0");
+  auto with_old_password = ConnectTo("new", PasswordOf("src"));
+  EXPECT_FALSE(with_old_password.ok());
+  EXPECT_NE(with_old_password.status().message().find("password authentication failed"),
+            std::string::npos)
+      << with_old_password.status().message();
+  EXPECT_NE(PasswordOf("new"), PasswordOf("src"));
+  // The source is unaffected.
   EXPECT_EQ(SourceQuery("select count(*) from t"), "5");
+  EXPECT_TRUE(ReadyWith("src", 2));
 
+  // Two more snapshots: the retention keeps two, so the first goes, with its copy.
+  write("second", restored);
+  ASSERT_TRUE(WaitFor([&] { return ReadySnapshotsOf("src").size() == 2; },
+                      std::chrono::seconds(90)));
+  write("third", restored);
+  ASSERT_TRUE(WaitFor([&] {
+    auto ready = ReadySnapshotsOf("src");
+    return ready.size() == 2 && meta::Name(ready[0]) != first_name;
+  }, std::chrono::seconds(90))) << Log("up.log");
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(first_copy); }, std::chrono::seconds(30)));
+  for (const Json& kept : ReadySnapshotsOf("src")) {
+    EXPECT_TRUE(fs::exists(state_ / "snapshots" / "default" / meta::Name(kept) / "snapshot.json"));
+  }
+  // The restored cluster does not depend on the deleted snapshot.
+  EXPECT_EQ(QueryOn("new", "select count(*) from t"), "3");
 }
 
 }  // namespace
