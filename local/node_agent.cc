@@ -635,11 +635,12 @@ void NodeAgent::Stop() {
     if (watch_) watch_->Cancel();
   }
   cv_.notify_all();
-  if (snapshots_) snapshots_->Stop();
   if (thread_.joinable()) thread_.join();
   // Every worker stops at once; destruction then waits for each.
   for (auto& [uid, worker] : workers_) worker->RequestStop(options_.max_grace_period);
   workers_.clear();
+  // Last: a snapshot in progress ends when its instance has stopped.
+  if (snapshots_) snapshots_->Stop();
 }
 
 void NodeAgent::Run() {

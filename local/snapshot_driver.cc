@@ -176,6 +176,11 @@ fs::path SnapshotDriver::SnapshotDir(const ObjectKey& snapshot) const {
   return options_.state_dir / "snapshots" / snapshot.namespace_ / snapshot.name;
 }
 
+bool SnapshotDriver::Stopping() {
+  std::lock_guard lock(mu_);
+  return stopping_;
+}
+
 bool SnapshotDriver::Hosts(const std::string& ns, const std::string& claim) const {
   std::error_code ec;
   return fs::is_directory(options_.state_dir / "volumes" / ns / claim, ec);
@@ -219,10 +224,7 @@ void SnapshotDriver::Reconcile() {
 
 void SnapshotDriver::TakeSnapshots(const std::vector<Json>& snapshots) {
   for (const Json& vs : snapshots) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
+    if (Stopping()) return;
     if (meta::IsBeingDeleted(vs)) continue;
     const ObjectKey key = meta::Key(vs);
     std::string claim = Spec(vs).value("source", Json::object()).value("persistentVolumeClaimName", "");
@@ -248,6 +250,7 @@ void SnapshotDriver::TakeSnapshots(const std::vector<Json>& snapshots) {
       retries_.erase(retry_key);
       continue;
     }
+    if (Stopping()) return;  // the instance went away with the agent: not the snapshot's fault
     Failed(retry_key);
     spdlog::warn("snapshot driver: VolumeSnapshot {}: {}", key.ToString(), st.message());
     auto patched = client_.Patch(resources::kVolumeSnapshot, key, PatchType::kMerge,

@@ -22,7 +22,8 @@
 // overwritten (also a Warning event).
 //
 // Thread-safety: Start/Stop from one thread; the driver runs one thread of its own, so a long
-// copy delays other snapshots but never the agent's Pods.
+// copy delays other snapshots but never the agent's Pods. Stop waits for a copy in progress:
+// the agent stops its Pods first, which ends it.
 #pragma once
 
 #include <chrono>
@@ -104,6 +105,7 @@ class SnapshotDriver {
   Result<Json> FindPod(const std::string& ns, const std::string& claim);
   Result<std::string> InstanceToken(const Json& pod);
   bool Hosts(const std::string& ns, const std::string& claim) const;
+  bool Stopping();
   bool Due(const std::string& key);
   void Failed(const std::string& key);
   // A Warning event on the claim, once per distinct note.
