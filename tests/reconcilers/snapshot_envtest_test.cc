@@ -210,6 +210,13 @@ TEST_F(SnapshotEnvtest, ScheduleSnapshotsAReplicaAndRetentionPrunesTheOldest) {
   EXPECT_EQ(snap["nextScheduleTime"],
             FormatRfc3339(std::chrono::ceil<std::chrono::hours>(clock_.WallNow())));
 
+  // `kubectl get pgc -o wide` shows it (a fresh discovery cache: the CRD changed).
+  auto wide = env().Kubectl({"get", "pgc", "db", "-n", ns_, "-o", "wide",
+                             "--cache-dir=" + env().Dir() + "/kubectl-cache-" + ns_});
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  EXPECT_NE(wide.out.find("LAST-SNAPSHOT"), std::string::npos) << wide.out;
+  EXPECT_NE(wide.out.find(taken.back()), std::string::npos) << wide.out;
+
   // The cluster reconciler's own status writes (here: a new generation to observe) keep
   // status.snapshots.
   ASSERT_TRUE(client()
