@@ -1087,7 +1087,9 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   if (!(new_ == old_)) plan_.status = new_;
 
   if (refusal_) {
-    plan_.requeue_after = kRequeueHealthy;
+    // A restore waiting for its snapshot to become ready looks again soon; other refusals
+    // need the user.
+    plan_.requeue_after = refusal_->first == "SnapshotNotReady" ? kRequeueBusy : kRequeueHealthy;
   } else if (all_ready && phase == "Healthy" && plan_.actions.empty() && plan_.spec_puts.empty()) {
     plan_.requeue_after = kRequeueHealthy;
   } else {
