@@ -248,6 +248,20 @@ TEST_F(SnapshotEnvtest, OnDemandAnnotationTakesOneSnapshot) {
   Json status = Cluster("db")["status"]["snapshots"];
   EXPECT_EQ(status["lastRequest"], "first");
   EXPECT_EQ(status["reason"], "OnDemandOnly");
+
+  CsiDriverReadies(meta::Name(snaps[0]));
+  ReconcileSnapshots("db");
+  status = Cluster("db")["status"]["snapshots"];
+  EXPECT_EQ(status["lastSnapshot"]["name"], meta::Name(snaps[0]));
+  EXPECT_EQ(status["readyCount"], 1);
+  // Deleted by hand: status forgets it (the merge patch removes the field, not just omits it).
+  ASSERT_TRUE(client().Delete(resources::kVolumeSnapshot, {ns_, meta::Name(snaps[0])}).ok());
+  ReconcileSnapshots("db");
+  status = Cluster("db")["status"]["snapshots"];
+  EXPECT_FALSE(status.contains("lastSnapshot")) << status.dump(2);
+  EXPECT_EQ(status["readyCount"], 0);
+  EXPECT_EQ(status["lastRequest"], "first");
+  EXPECT_TRUE(Snapshots().empty()) << "an answered request is not taken again";
 }
 
 TEST_F(SnapshotEnvtest, RestoreCreatesTheFirstVolumeFromTheSnapshot) {
