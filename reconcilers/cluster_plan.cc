@@ -396,7 +396,6 @@ class Planner {
   bool member_changes_ = false;  // pods created or deleted in this plan
   // A validated restore: the first instance's PVC is created from this VolumeSnapshot.
   std::string restore_snapshot_;
-  std::string restore_size_;  // the snapshot's restoreSize ("" = unknown)
 };
 
 ClusterPlan Planner::Run() {
@@ -549,7 +548,6 @@ bool Planner::CheckRestore(const PostgresClusterSpec& spec) {
     return false;
   }
   restore_snapshot_ = name;
-  restore_size_ = snap.restore_size;
   new_.restored_from = RestoreStatus{name, snap.cluster, snap.instance};
   return true;
 }
@@ -1087,7 +1085,9 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   if (!(new_ == old_)) plan_.status = new_;
 
   if (refusal_) {
-    plan_.requeue_after = kRequeueHealthy;
+    // A restore waiting for its snapshot to become ready looks again soon; other refusals
+    // need the user.
+    plan_.requeue_after = refusal_->first == "SnapshotNotReady" ? kRequeueBusy : kRequeueHealthy;
   } else if (all_ready && phase == "Healthy" && plan_.actions.empty() && plan_.spec_puts.empty()) {
     plan_.requeue_after = kRequeueHealthy;
   } else {

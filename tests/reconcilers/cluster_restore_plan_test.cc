@@ -102,6 +102,10 @@ TEST(ClusterRestorePlan, RefusesABadSnapshotAndCreatesNothing) {
     EXPECT_EQ(plan.events[0].type, EventType::kWarning) << c.name;
     EXPECT_EQ(plan.events[0].reason, c.reason) << c.name;
     EXPECT_FALSE(plan.status->restored_from.has_value()) << c.name;
+    EXPECT_EQ(plan.requeue_after, std::string(c.reason) == "SnapshotNotReady"
+                                      ? std::chrono::milliseconds(10000)
+                                      : std::chrono::milliseconds(60000))
+        << c.name;
   }
 }
 

@@ -210,6 +210,13 @@ TEST_F(SnapshotEnvtest, ScheduleSnapshotsAReplicaAndRetentionPrunesTheOldest) {
   EXPECT_EQ(snap["nextScheduleTime"],
             FormatRfc3339(std::chrono::ceil<std::chrono::hours>(clock_.WallNow())));
 
+  // `kubectl get pgc -o wide` shows it (a fresh discovery cache: the CRD changed).
+  auto wide = env().Kubectl({"get", "pgc", "db", "-n", ns_, "-o", "wide",
+                             "--cache-dir=" + env().Dir() + "/kubectl-cache-" + ns_});
+  ASSERT_EQ(wide.exit_code, 0) << wide.err;
+  EXPECT_NE(wide.out.find("LAST-SNAPSHOT"), std::string::npos) << wide.out;
+  EXPECT_NE(wide.out.find(taken.back()), std::string::npos) << wide.out;
+
   // The cluster reconciler's own status writes (here: a new generation to observe) keep
   // status.snapshots.
   ASSERT_TRUE(client()
@@ -241,6 +248,20 @@ TEST_F(SnapshotEnvtest, OnDemandAnnotationTakesOneSnapshot) {
   Json status = Cluster("db")["status"]["snapshots"];
   EXPECT_EQ(status["lastRequest"], "first");
   EXPECT_EQ(status["reason"], "OnDemandOnly");
+
+  CsiDriverReadies(meta::Name(snaps[0]));
+  ReconcileSnapshots("db");
+  status = Cluster("db")["status"]["snapshots"];
+  EXPECT_EQ(status["lastSnapshot"]["name"], meta::Name(snaps[0]));
+  EXPECT_EQ(status["readyCount"], 1);
+  // Deleted by hand: status forgets it (the merge patch removes the field, not just omits it).
+  ASSERT_TRUE(client().Delete(resources::kVolumeSnapshot, {ns_, meta::Name(snaps[0])}).ok());
+  ReconcileSnapshots("db");
+  status = Cluster("db")["status"]["snapshots"];
+  EXPECT_FALSE(status.contains("lastSnapshot")) << status.dump(2);
+  EXPECT_EQ(status["readyCount"], 0);
+  EXPECT_EQ(status["lastRequest"], "first");
+  EXPECT_TRUE(Snapshots().empty()) << "an answered request is not taken again";
 }
 
 TEST_F(SnapshotEnvtest, RestoreCreatesTheFirstVolumeFromTheSnapshot) {
