@@ -4,6 +4,8 @@
 #include <cctype>
 #include <limits>
 
+#include "core/cron.h"
+
 namespace petrel {
 
 // ---- Quantities --------------------------------------------------------------------------
@@ -504,10 +506,42 @@ bool IsIdentifier(const std::string& s) {
   });
 }
 
-void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out) {
+// A DNS-1123 subdomain, the form of most Kubernetes object names (VolumeSnapshots included).
+bool IsObjectName(const std::string& s) {
+  if (s.empty() || s.size() > 253) return false;
+  auto alnum = [](char c) {
+    return std::islower(static_cast<unsigned char>(c)) ||
+           std::isdigit(static_cast<unsigned char>(c));
+  };
+  if (!alnum(s.front()) || !alnum(s.back())) return false;
+  return std::all_of(s.begin(), s.end(), [&](char c) { return alnum(c) || c == '-' || c == '.'; });
+}
+
+void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out, std::string* snapshot) {
   const Json* b = r.Child(spec, "bootstrap", "spec.bootstrap", Json::value_t::object);
   if (!b) return;
-  r.UnknownFields(*b, "spec.bootstrap", {"initdb"});
+  r.UnknownFields(*b, "spec.bootstrap", {"initdb", "snapshot"});
+  if (const Json* snap =
+          r.Child(*b, "snapshot", "spec.bootstrap.snapshot", Json::value_t::object)) {
+    r.UnknownFields(*snap, "spec.bootstrap.snapshot", {"name"});
+    *snapshot = r.String(*snap, "name", "spec.bootstrap.snapshot.name");
+    if (snapshot->empty()) {
+      r.Problem("spec.bootstrap.snapshot.name",
+                "is required; name the VolumeSnapshot to restore from (see `kubectl petrel "
+                "snapshots list CLUSTER`)",
+                "FieldValueRequired");
+    } else if (!IsObjectName(*snapshot)) {
+      r.Problem("spec.bootstrap.snapshot.name",
+                "\"" + *snapshot +
+                    "\" is not a valid object name; use lower-case letters, "
+                    "digits, '-' and '.'");
+    }
+    if (b->contains("initdb")) {
+      r.Problem("spec.bootstrap",
+                "set either initdb (a new empty cluster) or snapshot (restore), not both",
+                "FieldValueForbidden");
+    }
+  }
   const Json* init = r.Child(*b, "initdb", "spec.bootstrap.initdb", Json::value_t::object);
   if (!init) return;
   const std::string p = "spec.bootstrap.initdb";
@@ -546,7 +580,70 @@ void ParseBootstrap(SpecReader& r, const Json& spec, InitdbSpec* out) {
     r.Problem(p + ".locale", "is not a locale name; use e.g. C or en_US.UTF-8");
 }
 
+void ParseSnapshots(SpecReader& r, const Json& spec, std::optional<SnapshotSpec>* out) {
+  const Json* s = r.Child(spec, "snapshots", "spec.snapshots", Json::value_t::object);
+  if (!s) return;
+  const std::string p = "spec.snapshots";
+  r.UnknownFields(*s, p, {"schedule", "suspend", "retention", "volumeSnapshotClassName", "target"});
+  SnapshotSpec snap;
+  snap.schedule = r.String(*s, "schedule", p + ".schedule", snap.schedule);
+  if (auto cron = CronSchedule::Parse(snap.schedule); !cron.ok()) {
+    r.Problem(p + ".schedule", cron.status().message());
+  }
+  snap.suspend = r.Bool(*s, "suspend", p + ".suspend", false);
+  snap.volume_snapshot_class_name =
+      r.String(*s, "volumeSnapshotClassName", p + ".volumeSnapshotClassName");
+  snap.target = r.Enum(*s, "target", p + ".target", {"prefer-standby", "primary"}) == "primary"
+                    ? SnapshotTarget::kPrimary
+                    : SnapshotTarget::kPreferStandby;
+  if (const Json* ret = r.Child(*s, "retention", p + ".retention", Json::value_t::object)) {
+    r.UnknownFields(*ret, p + ".retention", {"count", "maxAge"});
+    if (auto count = r.Integer(*ret, "count", p + ".retention.count")) {
+      if (*count < 1 || *count > 1000) {
+        r.Problem(p + ".retention.count", "must be between 1 and 1000 snapshots");
+      } else {
+        snap.retention.count = static_cast<int32_t>(*count);
+      }
+    }
+    snap.retention.max_age = r.String(*ret, "maxAge", p + ".retention.maxAge");
+    if (!ret->contains("count") && !ret->contains("maxAge")) {
+      r.Problem(p + ".retention",
+                "set count, maxAge or both (or remove retention for the default maxAge 5d)",
+                "FieldValueRequired");
+    }
+  } else {
+    snap.retention.max_age = "5d";
+  }
+  if (!snap.retention.max_age.empty()) {
+    auto age = ParseRetentionAge(snap.retention.max_age);
+    if (age.ok()) {
+      snap.retention.max_age_seconds = *age;
+    } else {
+      r.Problem(p + ".retention.maxAge", age.status().message());
+    }
+  }
+  *out = snap;
+}
+
 }  // namespace
+
+Result<int64_t> ParseRetentionAge(const std::string& text) {
+  static const std::map<char, int64_t> kUnits = {{'h', 3600}, {'d', 86400}, {'w', 7 * 86400}};
+  auto bad = [&] {
+    return InvalidError("\"" + text +
+                        "\" is not an age; use a whole number of hours, days or weeks, e.g. "
+                        "\"12h\", \"5d\" or \"2w\"");
+  };
+  if (text.size() < 2 || text.size() > 6 || text[0] == '0') return bad();
+  auto unit = kUnits.find(text.back());
+  if (unit == kUnits.end()) return bad();
+  std::string digits = text.substr(0, text.size() - 1);
+  if (!std::all_of(digits.begin(), digits.end(),
+                   [](char c) { return std::isdigit(static_cast<unsigned char>(c)) != 0; })) {
+    return bad();
+  }
+  return std::stoll(digits) * unit->second;
+}
 
 Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
   SpecReader r;
@@ -557,7 +654,7 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
   r.UnknownFields(spec, "spec",
                   {"replicas", "image", "postgresVersion", "resources", "storage", "postgresql",
                    "failoverDelay", "switchoverDelay", "maxLagOnFailover", "primaryUpdateMethod",
-                   "enablePDB", "attachments", "bootstrap"});
+                   "enablePDB", "attachments", "bootstrap", "snapshots"});
 
   if (auto n = r.Integer(spec, "replicas", "spec.replicas")) {
     if (*n < 1 || *n > 64) {
@@ -635,7 +732,8 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
                                   : PrimaryUpdateMethod::kSwitchover;
   out.enable_pdb = r.Bool(spec, "enablePDB", "spec.enablePDB", true);
   ParseAttachments(r, spec, &out.attachments);
-  ParseBootstrap(r, spec, &out.initdb);
+  ParseBootstrap(r, spec, &out.initdb, &out.bootstrap_snapshot);
+  ParseSnapshots(r, spec, &out.snapshots);
   if (out.initdb.owner.empty()) out.initdb.owner = out.initdb.database;
 
   if (!r.causes().empty()) {
@@ -731,6 +829,51 @@ InstanceState InstanceState::FromJson(const Json& j) {
   return s;
 }
 
+Json SnapshotsStatus::ToJson() const {
+  Json j = {{"readyCount", ready_count}, {"healthy", healthy}};
+  if (!last_snapshot.empty()) {
+    j["lastSnapshot"] = {{"name", last_snapshot}};
+    if (!last_snapshot_time.empty()) j["lastSnapshot"]["time"] = last_snapshot_time;
+    if (!last_snapshot_instance.empty()) j["lastSnapshot"]["instance"] = last_snapshot_instance;
+  }
+  if (!last_schedule_time.empty()) j["lastScheduleTime"] = last_schedule_time;
+  if (!next_schedule_time.empty()) j["nextScheduleTime"] = next_schedule_time;
+  if (!last_request.empty()) j["lastRequest"] = last_request;
+  if (!reason.empty()) j["reason"] = reason;
+  if (!message.empty()) j["message"] = message;
+  return j;
+}
+
+SnapshotsStatus SnapshotsStatus::FromJson(const Json& j) {
+  SnapshotsStatus s;
+  if (j.is_object() && j.contains("lastSnapshot")) {
+    const Json& last = j["lastSnapshot"];
+    s.last_snapshot = Get<std::string>(last, "name", "");
+    s.last_snapshot_time = Get<std::string>(last, "time", "");
+    s.last_snapshot_instance = Get<std::string>(last, "instance", "");
+  }
+  s.ready_count = Get<int32_t>(j, "readyCount", 0);
+  s.last_schedule_time = Get<std::string>(j, "lastScheduleTime", "");
+  s.next_schedule_time = Get<std::string>(j, "nextScheduleTime", "");
+  s.last_request = Get<std::string>(j, "lastRequest", "");
+  s.healthy = Get<bool>(j, "healthy", true);
+  s.reason = Get<std::string>(j, "reason", "");
+  s.message = Get<std::string>(j, "message", "");
+  return s;
+}
+
+Json RestoreStatus::ToJson() const {
+  Json j = {{"snapshot", snapshot}};
+  if (!cluster.empty()) j["cluster"] = cluster;
+  if (!instance.empty()) j["instance"] = instance;
+  return j;
+}
+
+RestoreStatus RestoreStatus::FromJson(const Json& j) {
+  return {Get<std::string>(j, "snapshot", ""), Get<std::string>(j, "cluster", ""),
+          Get<std::string>(j, "instance", "")};
+}
+
 Json PostgresClusterStatus::ToJson() const {
   Json j = Json::object();
   j["observedGeneration"] = observed_generation;
@@ -749,6 +892,8 @@ Json PostgresClusterStatus::ToJson() const {
   j["instances"] = Json::array();
   for (const auto& i : instances) j["instances"].push_back(i.ToJson());
   j["instanceNames"] = instance_names;
+  if (snapshots) j["snapshots"] = snapshots->ToJson();
+  if (restored_from) j["restoredFrom"] = restored_from->ToJson();
   return j;
 }
 
@@ -772,6 +917,12 @@ PostgresClusterStatus PostgresClusterStatus::FromJson(const Json& j) {
     for (const auto& i : j["instances"]) s.instances.push_back(InstanceState::FromJson(i));
   }
   s.instance_names = Get<std::vector<std::string>>(j, "instanceNames", {});
+  if (j.is_object() && j.contains("snapshots") && j["snapshots"].is_object()) {
+    s.snapshots = SnapshotsStatus::FromJson(j["snapshots"]);
+  }
+  if (j.is_object() && j.contains("restoredFrom") && j["restoredFrom"].is_object()) {
+    s.restored_from = RestoreStatus::FromJson(j["restoredFrom"]);
+  }
   return s;
 }
 

@@ -102,6 +102,28 @@ struct InitdbSpec {
   std::string locale = "C";
 };
 
+// spec.snapshots: scheduled VolumeSnapshots of one instance's volume (issue 7). Present =
+// enabled.
+enum class SnapshotTarget { kPreferStandby, kPrimary };
+
+struct SnapshotRetention {
+  std::optional<int32_t> count;            // keep at most this many ready snapshots
+  std::optional<int64_t> max_age_seconds;  // delete ready snapshots older than this
+  std::string max_age;                     // as written, e.g. "5d"
+};
+
+struct SnapshotSpec {
+  std::string schedule = "0 0 * * *";      // 5-field cron, UTC (core/cron.h)
+  bool suspend = false;                    // true: no scheduled snapshots (on-demand still work)
+  SnapshotRetention retention;             // default: maxAge 5d, like Fly
+  std::string volume_snapshot_class_name;  // "" = the cluster's default class
+  SnapshotTarget target = SnapshotTarget::kPreferStandby;
+};
+
+// Parses a retention age: a positive whole number of hours, days or weeks ("12h", "5d",
+// "2w") into seconds; Invalid with the accepted forms otherwise.
+Result<int64_t> ParseRetentionAge(const std::string& text);
+
 struct PostgresClusterSpec {
   int32_t replicas = 1;  // total instances, primary included
   std::string image;
@@ -117,6 +139,10 @@ struct PostgresClusterSpec {
   bool enable_pdb = true;
   AttachmentPolicy attachments;
   InitdbSpec initdb;
+  std::optional<SnapshotSpec> snapshots;
+  // spec.bootstrap.snapshot.name: the VolumeSnapshot (same namespace) a new cluster's first
+  // instance starts from; "" = initdb.
+  std::string bootstrap_snapshot;
 };
 
 // Parses `spec` (the object's .spec). On failure returns Invalid whose causes hold one entry
@@ -171,6 +197,34 @@ struct InstanceState {
   bool operator==(const InstanceState&) const = default;
 };
 
+// status.snapshots, written by the snapshot reconciler (merge patch of this field only).
+struct SnapshotsStatus {
+  std::string last_snapshot;           // the newest ready snapshot
+  std::string last_snapshot_time;      // RFC 3339
+  std::string last_snapshot_instance;  // the instance its volume belonged to
+  int32_t ready_count = 0;             // ready snapshots kept by the retention
+  std::string last_schedule_time;      // the newest schedule slot a snapshot was taken for
+  std::string next_schedule_time;      // "" when the schedule is suspended
+  std::string last_request;            // the last petrel.dev/snapshot-request value handled
+  bool healthy = true;
+  std::string reason;  // UpperCamelCase
+  std::string message;
+
+  Json ToJson() const;
+  static SnapshotsStatus FromJson(const Json& j);
+  bool operator==(const SnapshotsStatus&) const = default;
+};
+
+// status.restoredFrom: where a cluster bootstrapped from a snapshot got its data.
+struct RestoreStatus {
+  std::string snapshot;
+  std::string cluster;   // the source cluster (the snapshot's petrel.dev/cluster label)
+  std::string instance;  // the source instance
+  Json ToJson() const;
+  static RestoreStatus FromJson(const Json& j);
+  bool operator==(const RestoreStatus&) const = default;
+};
+
 struct PostgresClusterStatus {
   int64_t observed_generation = 0;
   std::string phase;
@@ -186,6 +240,8 @@ struct PostgresClusterStatus {
   std::string system_id;  // the primary's system identifier once initialised
   std::vector<InstanceState> instances;
   std::vector<std::string> instance_names;  // the members, in serial order
+  std::optional<SnapshotsStatus> snapshots;
+  std::optional<RestoreStatus> restored_from;
 
   Json ToJson() const;
   static PostgresClusterStatus FromJson(const Json& j);  // tolerant: missing fields = zero

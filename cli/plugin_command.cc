@@ -14,6 +14,7 @@
 #include "api/attachment.h"
 #include "core/base64.h"
 #include "cli/plugin/output.h"
+#include "cli/plugin/snapshot_views.h"
 #include "cli/plugin/views.h"
 #include "controller/http_kube_client.h"
 #include "controller/kubeconfig.h"
@@ -476,6 +477,48 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   return Status::Ok();
 }
 
+// ---- snapshots (issue 7) ---------------------------------------------------------------------
+
+Status RunSnapshotsList(Session& s, const std::string& name) {
+  ListOptions options;
+  options.label_selector = LabelSelector::FromMap({{"petrel.dev/cluster", name}}).ToString();
+  auto list = s.client->ListAll(resources::kVolumeSnapshot, s.namespace_, options);
+  if (!list.ok()) {
+    if (list.status().code() == Code::kNotFound) {
+      return NotFoundError(
+          "the VolumeSnapshot API (snapshot.storage.k8s.io/v1) is not installed in this "
+          "Kubernetes cluster; install the CSI external-snapshotter CRDs to take snapshots");
+    }
+    return list.status().Annotate("listing VolumeSnapshots");
+  }
+  // Snapshots outlive their cluster: list them even when it was deleted, but say when neither
+  // exists (most likely a typo).
+  if (list->items.empty()) {
+    PETREL_RETURN_IF_ERROR(GetCluster(s, name).status());
+  }
+  Json summaries = plugin::SnapshotSummaries(list->items, std::chrono::system_clock::now());
+  if (summaries.empty() && s.format == OutputFormat::kTable) {
+    std::cerr << "No snapshots of " << name << " in namespace " << s.namespace_
+              << ". Take one with `kubectl petrel snapshot " << name << "`.\n";
+    return Status::Ok();
+  }
+  return Print(s, Json{{"cluster", name}, {"snapshots", summaries}},
+               [&] { return plugin::RenderTable(plugin::SnapshotListTable(summaries)); });
+}
+
+Status RunSnapshot(Session& s, const std::string& name) {
+  PETREL_RETURN_IF_ERROR(GetCluster(s, name).status());
+  std::string request = FormatRfc3339Micro(std::chrono::system_clock::now());
+  auto patched = s.client->Patch(resources::kPostgresCluster, {s.namespace_, name},
+                                 PatchType::kMerge, plugin::SnapshotRequestPatch(request));
+  if (!patched.ok()) return patched.status().Annotate("requesting a snapshot of " + name);
+  Json doc = {{"cluster", name}, {"request", request}};
+  return Print(s, doc, [&] {
+    return "Requested a snapshot of " + name + " (petrel.dev/snapshot-request=" + request +
+           ").\nFollow it with `kubectl petrel snapshots list " + name + "`.\n";
+  });
+}
+
 // Runs a command; a failure is printed as "error: …" and turns into exit status 1.
 void Report(Status status, int* exit_code) {
   if (status.ok()) return;
@@ -591,6 +634,19 @@ void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
   detach->callback([run, app_name, detach_namespace] {
     run([&](Session& s) { return RunDetach(s, *app_name, *detach_namespace); });
   });
+
+  auto* snapshots = sub(kubectl, "snapshots", "Volume snapshots of a cluster");
+  snapshots->require_subcommand(1);
+  auto* snapshots_list =
+      sub(snapshots, "list", "A cluster's VolumeSnapshots: name, instance, state, size, age");
+  snapshots_list->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  snapshots_list->callback(
+      [run, cluster] { run([cluster](Session& s) { return RunSnapshotsList(s, *cluster); }); });
+  auto* snapshot = sub(kubectl, "snapshot",
+                       "Take a snapshot now (sets the petrel.dev/snapshot-request annotation)");
+  snapshot->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  snapshot->callback(
+      [run, cluster] { run([cluster](Session& s) { return RunSnapshot(s, *cluster); }); });
 
   auto create_flags = std::make_shared<CreateFlags>();
   auto* create = sub(kubectl, "create", "Create a PostgresCluster from a preset");

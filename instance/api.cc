@@ -61,6 +61,7 @@ void InstanceApi::Register(HttpServer& server) {
   server.Handle("/status", [this](const HttpRequest& r) { return Status(r); });
   server.Handle("/spec", [this](const HttpRequest& r) { return Spec(r); });
   server.Handle("/metrics", [this](const HttpRequest& r) { return Metrics(r); });
+  server.Handle("/snapshot", [this](const HttpRequest& r) { return Snapshot(r); });
 }
 
 bool InstanceApi::Authorized(const HttpRequest& req) const {
@@ -140,6 +141,43 @@ HttpResponse InstanceApi::Spec(const HttpRequest& req) {
     return Error(500, "InternalError", st.message());
   }
   return MakeJson(202, {{"accepted", true}, {"generation", spec->generation}});
+}
+
+HttpResponse InstanceApi::Snapshot(const HttpRequest& req) {
+  if (req.method != "POST") return MethodNotAllowed(req, "POST");
+  if (!Authorized(req)) {
+    HttpResponse r = Error(401, "Unauthorized",
+                           "POST /snapshot needs the header Authorization: Bearer <token> with "
+                           "the token from the cluster's petrel Secret");
+    r.headers["www-authenticate"] = "Bearer";
+    return r;
+  }
+  Json j = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Error(400, "BadRequest", "the body is not valid JSON; send {\"dir\": \"/abs/path\"}");
+  }
+  auto request = SnapshotRequest::FromJson(j);
+  if (!request.ok()) {
+    return Error(400, "Invalid", request.status().message(), request.status().causes());
+  }
+  auto info = manager_.TakeSnapshot(*request);
+  if (!info.ok()) {
+    const petrel::Status& st = info.status();
+    switch (st.code()) {
+      case Code::kInvalid:
+        return Error(400, "Invalid", st.message());
+      case Code::kConflict:
+        return Error(409, "Conflict", st.message());
+      case Code::kUnavailable:
+      case Code::kTimeout:
+      case Code::kCancelled:
+        return Error(503, "ServiceUnavailable", st.message());
+      default:
+        spdlog::error("snapshot into {}: {}", request->dir, st.ToString());
+        return Error(500, "InternalError", st.message());
+    }
+  }
+  return MakeJson(200, info->ToJson());
 }
 
 }  // namespace petrel

@@ -1,5 +1,6 @@
 // The instance's HTTP API (the contract is listed in api/instance.h): /healthz, /readyz,
-// /status, GET and PUT /spec, /metrics. Handlers are plain functions of an HttpRequest so tests can
+// /status, GET and PUT /spec, /metrics, POST /snapshot. Handlers are plain functions of an
+// HttpRequest so tests can
 // call them without a socket; Register() mounts them on an HttpServer.
 //
 // Thread-safety: handlers may run concurrently (the manager synchronises).
@@ -28,6 +29,7 @@ class InstanceApi {
   HttpResponse Status(const HttpRequest& req) const;
   HttpResponse Spec(const HttpRequest& req);
   HttpResponse Metrics(const HttpRequest& req) const;
+  HttpResponse Snapshot(const HttpRequest& req);
 
  private:
   bool Authorized(const HttpRequest& req) const;

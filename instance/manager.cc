@@ -30,6 +30,14 @@ const char* PhaseOf(ActionKind kind, bool fenced) {
       return "recloning";
     case ActionKind::kSyncSlots:
       return "configuring";
+    case ActionKind::kRestore:
+      return "restoring";
+    case ActionKind::kRekey:
+      return "re-keying";
+    case ActionKind::kRecordUid:
+      return "configuring";
+    case ActionKind::kRefuse:
+      return "refused";
   }
   return "unknown";
 }
@@ -37,7 +45,10 @@ const char* PhaseOf(ActionKind kind, bool fenced) {
 }  // namespace
 
 InstanceManager::InstanceManager(ManagerOptions options, Clock& clock)
-    : options_(std::move(options)), clock_(clock), node_(options_.node, &stop_, clock) {
+    : options_(std::move(options)),
+      clock_(clock),
+      node_(options_.node, &stop_, clock),
+      snapshots_(node_.SnapshotSourceInfo()) {
   status_.name = options_.node.name;
   status_.phase = "starting";
 }
@@ -78,6 +89,12 @@ void InstanceManager::Stop() {
 Status InstanceManager::AcceptSpec(const InstanceSpec& spec) {
   std::lock_guard<std::mutex> l(mu_);
   PETREL_RETURN_IF_ERROR(CheckSpecTransition(spec_, node_.HasData(), spec));
+  if (Status st = CheckDataIdentity(node_.DataClusterUid(), spec); !st.ok()) {
+    refusal_ = st.message();
+    ShowRefusal(&status_);
+    return st;
+  }
+  refusal_.clear();
   if (spec_ && *spec_ == spec) return Status::Ok();  // idempotent re-send
   PETREL_RETURN_IF_ERROR(
       WriteFileAtomic(node_.spec_path(), spec.ToJson().dump(2) + "\n", 0600, std::nullopt)
@@ -93,6 +110,13 @@ Status InstanceManager::AcceptSpec(const InstanceSpec& spec) {
 std::optional<InstanceSpec> InstanceManager::CurrentSpec() const {
   std::lock_guard<std::mutex> l(mu_);
   return spec_;
+}
+
+Result<SnapshotInfo> InstanceManager::TakeSnapshot(const SnapshotRequest& request) {
+  if (!GetStatus().running) {
+    return ConflictError("postgres is not running; a snapshot needs a running instance");
+  }
+  return snapshots_.Take(request, &stop_);
 }
 
 InstanceStatus InstanceManager::GetStatus() const {
@@ -121,7 +145,8 @@ void InstanceManager::Tick() {
   ObservedInstance o = node_.Observe(desired, spec.has_value(), &facts);
   InstanceAction action = PlanInstanceAction(o, desired);
 
-  const bool acts = action.kind != ActionKind::kNone && action.kind != ActionKind::kWait;
+  const bool acts = action.kind != ActionKind::kNone && action.kind != ActionKind::kWait &&
+                    action.kind != ActionKind::kRefuse;
   if (acts && clock_.Now() < retry_after_) {
     Publish(o, facts, desired, {ActionKind::kWait, action.reason});
     return;
@@ -181,11 +206,26 @@ Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec
     }
     case ActionKind::kSyncSlots:
       return node_.SyncSlots(spec);
+    case ActionKind::kRestore:
+      return node_.RestoreSnapshot(spec);
+    case ActionKind::kRekey:
+      return node_.Rekey(spec);
+    case ActionKind::kRecordUid:
+      return node_.RecordClusterUid(spec.cluster_uid);
     case ActionKind::kNone:
     case ActionKind::kWait:
+    case ActionKind::kRefuse:
       break;
   }
   return Status::Ok();
+}
+
+void InstanceManager::ShowRefusal(InstanceStatus* s) const {
+  if (refusal_.empty()) return;
+  // The last PUT /spec was refused for the data's identity; the controller must see why.
+  s->phase = "refused";
+  if (s->message.rfind("spec refused: ", 0) == 0) return;
+  s->message = "spec refused: " + refusal_ + (s->message.empty() ? "" : "; " + s->message);
 }
 
 void InstanceManager::Publish(const ObservedInstance& o, const SqlFacts& f,
@@ -216,7 +256,9 @@ void InstanceManager::Publish(const ObservedInstance& o, const SqlFacts& f,
   s.lag_bytes = f.lag_bytes;
   s.pg_version = f.pg_version;
   s.pending_restart = f.pending_restart;
+  s.cluster_uid = o.data_cluster_uid;
   std::lock_guard<std::mutex> l(mu_);
+  ShowRefusal(&s);
   s.spec_generation = status_.spec_generation;
   // Fully applied only when the plan had nothing left to do for this very spec.
   if (action.kind == ActionKind::kNone && spec_ && *spec_ == spec) {

@@ -17,6 +17,7 @@
 #include "api/instance.h"
 #include "core/clock.h"
 #include "instance/node.h"
+#include "instance/snapshot.h"
 
 namespace petrel {
 
@@ -42,11 +43,15 @@ class InstanceManager {
   InstanceStatus GetStatus() const;
   // Postgres's unix socket directory (a fixed path; safe from any thread).
   std::string socket_dir() const { return node_.socket_dir(); }
+  // POST /snapshot: copies the running postgres into request.dir (instance/snapshot.h).
+  // Conflict when postgres is not running. Blocks until the copy is complete.
+  Result<SnapshotInfo> TakeSnapshot(const SnapshotRequest& request);
 
  private:
   void Loop();
   void Tick();
   Status Execute(const InstanceAction& action, const InstanceSpec& spec);
+  void ShowRefusal(InstanceStatus* s) const;  // mu_ held
   void Publish(const ObservedInstance& o, const SqlFacts& f, const InstanceSpec& spec,
                const InstanceAction& action);
 
@@ -54,12 +59,14 @@ class InstanceManager {
   Clock& clock_;
   std::atomic<bool> stop_{false};
   PostgresNode node_;  // used by the loop thread only (after Start)
+  SnapshotTaker snapshots_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;
   std::optional<InstanceSpec> spec_;  // guarded by mu_
   InstanceStatus status_;             // guarded by mu_
   bool woken_ = false;                // guarded by mu_
+  std::string refusal_;  // guarded by mu_; why the last PUT /spec was refused for the data
 
   // Loop-thread state.
   std::string error_;            // last failed action, shown until an action succeeds

@@ -602,6 +602,7 @@ ObservedInstance PostgresNode::Observe(const InstanceSpec& spec, bool has_spec, 
   o.has_data = HasData();
   o.standby_signal = PathExists(o_.pgdata + "/standby.signal");
   o.rewind_failed = rewind_failed_;
+  if (o.has_data) o.data_cluster_uid = DataClusterUid();
 
   if (auto status = postgres_.Poll()) {
     admin_.reset();

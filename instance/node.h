@@ -25,6 +25,7 @@
 #include "instance/config.h"
 #include "instance/plan.h"
 #include "instance/process.h"
+#include "instance/snapshot.h"
 #include "instance/timeline.h"
 #include "pg/conn.h"
 
@@ -87,6 +88,22 @@ class PostgresNode {
   Status Promote();
   Status SyncSlots(const InstanceSpec& spec);
 
+  // Snapshots and cluster identity (issue 7; implemented in instance/node_snapshot.cc).
+  // The cluster uid recorded in PGDATA (instance/snapshot.h), "" when none or no data. Safe
+  // from any thread.
+  std::string DataClusterUid() const;
+  // Records `uid` as the owner of the data in PGDATA.
+  Status RecordClusterUid(const std::string& uid);
+  // Copies spec.snapshot_path (a data directory) into the empty volume.
+  Status RestoreSnapshot(const InstanceSpec& spec);
+  // Makes data of another cluster this cluster's: drops standby signals, recovery settings
+  // and replication slots, sets the system roles' passwords from this instance's environment
+  // (SCRAM verifiers computed here), then records spec.cluster_uid — last, so an interrupted
+  // re-key is simply done again. Postgres must be stopped.
+  Status Rekey(const InstanceSpec& spec);
+  // How POST /snapshot reaches this postgres. Safe from any thread.
+  SnapshotSource SnapshotSourceInfo() const;
+
   // The last unexpected exit of postgres ("" if none), for status messages.
   const std::string& last_crash() const { return last_crash_; }
 
@@ -112,6 +129,7 @@ class PostgresNode {
   // from ours (so it can never stream from it without a rewind).
   Result<bool> CheckDiverged(const InstanceSpec& spec, const LocalWalPosition& local);
   void UpdateDivergence(const InstanceSpec& spec, const ObservedInstance& o, const SqlFacts& facts);
+  Status RekeyRoles(PgConn& conn);  // node_snapshot.cc
 
   NodeOptions o_;
   const std::atomic<bool>* cancel_;

@@ -1,5 +1,7 @@
 #include "instance/plan.h"
 
+#include <optional>
+
 namespace petrel {
 
 const char* ActionName(ActionKind kind) {
@@ -26,6 +28,14 @@ const char* ActionName(ActionKind kind) {
       return "reclone";
     case ActionKind::kSyncSlots:
       return "sync-slots";
+    case ActionKind::kRestore:
+      return "restore";
+    case ActionKind::kRekey:
+      return "rekey";
+    case ActionKind::kRecordUid:
+      return "record-uid";
+    case ActionKind::kRefuse:
+      return "refuse";
   }
   return "unknown";
 }
@@ -47,15 +57,55 @@ InstanceAction PlanBootstrap(const InstanceSpec& spec) {
       return Act(ActionKind::kClone, "the volume is empty: cloning from " + spec.primary->host +
                                          ":" + std::to_string(spec.primary->port));
     case BootstrapMethod::kSnapshot:
+      if (!spec.snapshot_path.empty()) {
+        return Act(ActionKind::kRestore,
+                   "the volume is empty: restoring the snapshot in " + spec.snapshot_path);
+      }
       return Act(ActionKind::kWait,
-                 "bootstrap from a snapshot is not supported by this version of petrel instance");
+                 "the volume is empty: waiting for it to be populated from the snapshot (the "
+                 "PersistentVolumeClaim's dataSource); nothing to restore otherwise");
     case BootstrapMethod::kNone:
       break;
   }
   return Act(ActionKind::kWait, "the volume is empty and the spec says bootstrap none: waiting");
 }
 
+// Whose data this is, before anything runs on it: data restored from a snapshot is re-keyed,
+// data of no recorded cluster is adopted, data of another cluster is left alone.
+std::optional<InstanceAction> PlanIdentity(const ObservedInstance& o, const InstanceSpec& spec) {
+  if (spec.cluster_uid.empty() || o.data_cluster_uid == spec.cluster_uid) return std::nullopt;
+  if (NeedsRekey(o.data_cluster_uid, spec)) {
+    if (o.postgres_running) {
+      return Act(ActionKind::kStop, "stopping postgres to re-key the data restored from a snapshot");
+    }
+    return Act(ActionKind::kRekey,
+               "re-keying the data restored from a snapshot: system role passwords, replication "
+               "slots and standby settings");
+  }
+  if (Status st = CheckDataIdentity(o.data_cluster_uid, spec); !st.ok()) {
+    return Act(ActionKind::kRefuse, st.message());
+  }
+  return Act(ActionKind::kRecordUid, "recording cluster " + spec.cluster_uid + " on the data");
+}
+
 }  // namespace
+
+bool NeedsRekey(const std::string& data_cluster_uid, const InstanceSpec& spec) {
+  return spec.bootstrap == BootstrapMethod::kSnapshot && !spec.cluster_uid.empty() &&
+         data_cluster_uid != spec.cluster_uid;
+}
+
+Status CheckDataIdentity(const std::string& data_cluster_uid, const InstanceSpec& next) {
+  if (data_cluster_uid.empty() || next.cluster_uid.empty() ||
+      data_cluster_uid == next.cluster_uid || next.bootstrap == BootstrapMethod::kSnapshot) {
+    return Status::Ok();
+  }
+  return ConflictError(
+      "the volume holds data of another cluster (uid " + data_cluster_uid +
+      "), not of this cluster (uid " + next.cluster_uid +
+      "); Petrel never takes over another cluster's data: delete the PersistentVolumeClaim to "
+      "start from an empty volume, or restore that data through a snapshot");
+}
 
 InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec& spec) {
   if (!o.has_spec) return Act(ActionKind::kWait, "waiting for an instance spec (PUT /spec)");
@@ -63,6 +113,7 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     if (o.postgres_running) return Act(ActionKind::kStop, "the data directory disappeared");
     return PlanBootstrap(spec);
   }
+  if (auto identity = PlanIdentity(o, spec)) return *identity;
 
   if (spec.fenced) {
     if (o.postgres_running) return Act(ActionKind::kStop, "fenced: stopping postgres");
@@ -110,12 +161,17 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
 
 Status CheckSpecTransition(const std::optional<InstanceSpec>& current, bool has_data,
                            const InstanceSpec& next) {
-  if (current && next.generation < current->generation) {
+  // Generations of different clusters are unrelated: a volume restored from a snapshot may
+  // carry the source cluster's saved spec, whose generation says nothing about ours.
+  const bool same_cluster = !current || current->cluster_uid.empty() ||
+                            next.cluster_uid.empty() || current->cluster_uid == next.cluster_uid;
+  const InstanceSpec* accepted = current && same_cluster ? &*current : nullptr;
+  if (accepted && next.generation < accepted->generation) {
     return ConflictError("stale spec: generation " + std::to_string(next.generation) +
                          " is older than the accepted generation " +
-                         std::to_string(current->generation));
+                         std::to_string(accepted->generation));
   }
-  if (current && next.generation == current->generation && next != *current) {
+  if (accepted && next.generation == accepted->generation && next != *accepted) {
     return ConflictError("generation " + std::to_string(next.generation) +
                          " was already accepted with different content; bump the generation");
   }
@@ -125,9 +181,20 @@ Status CheckSpecTransition(const std::optional<InstanceSpec>& current, bool has_
           "the volume is empty and a replica cannot be created with initdb; use bootstrap "
           "clone with the primary to copy");
     }
-    if (next.bootstrap == BootstrapMethod::kSnapshot) {
+  }
+  if (next.bootstrap == BootstrapMethod::kSnapshot) {
+    if (next.cluster_uid.empty()) {
       return ConflictError(
-          "bootstrap from a snapshot is not supported by this version of petrel instance");
+          "bootstrap snapshot needs cluster_uid: the restored data is re-keyed and recorded "
+          "for that cluster");
+    }
+    if (!has_data && next.role == InstanceRole::kReplica) {
+      return ConflictError(
+          "the volume is empty and a replica cannot be created from a snapshot; restore the "
+          "primary from the snapshot and clone replicas from it");
+    }
+    if (!next.snapshot_path.empty() && next.snapshot_path[0] != '/') {
+      return ConflictError("snapshot_path " + next.snapshot_path + " is not an absolute path");
     }
   }
   return Status::Ok();

@@ -29,6 +29,8 @@ struct ObservedInstance {
   bool slots_current = true;        // physical slots match the spec (none on a replica)
   bool diverged = false;            // replica: cannot follow its primary's timeline
   bool rewind_failed = false;       // the last pg_rewind failed: re-clone instead
+  // The cluster uid recorded in PGDATA ("" when none is recorded or there is no data).
+  std::string data_cluster_uid;
 };
 
 enum class ActionKind {
@@ -43,6 +45,11 @@ enum class ActionKind {
   kRewind,       // pg_rewind from spec.primary, write standby.signal
   kReclone,      // move PGDATA aside (kept, renamed) and clone again
   kSyncSlots,    // create missing / drop inactive unlisted physical slots (replicas keep none)
+  // Snapshots and cluster identity (issue 7).
+  kRestore,      // copy spec.snapshot_path into the empty volume
+  kRekey,        // data of another cluster (bootstrap snapshot): re-key it, record our uid
+  kRecordUid,    // data without a recorded cluster: adopt it for spec.cluster_uid
+  kRefuse,       // the data belongs to another cluster: touch nothing (reason says why)
 };
 const char* ActionName(ActionKind kind);
 
@@ -57,5 +64,14 @@ InstanceAction PlanInstanceAction(const ObservedInstance& observed, const Instan
 // holds data. Returns a Conflict status whose message says why when it may not.
 Status CheckSpecTransition(const std::optional<InstanceSpec>& current, bool has_data,
                            const InstanceSpec& next);
+
+// Whether `next` may be used with the data on the volume, recorded for `data_cluster_uid`
+// ("" = nothing recorded, or no data). Data of another cluster is only accepted with bootstrap
+// snapshot (it is then re-keyed); otherwise Conflict, saying whose data it is and what to do.
+Status CheckDataIdentity(const std::string& data_cluster_uid, const InstanceSpec& next);
+
+// True when the data (recorded for `data_cluster_uid`) must be re-keyed for `spec`: it came
+// from a snapshot (bootstrap snapshot) and is not yet recorded as this cluster's.
+bool NeedsRekey(const std::string& data_cluster_uid, const InstanceSpec& spec);
 
 }  // namespace petrel

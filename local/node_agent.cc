@@ -18,6 +18,7 @@
 #include "core/clock.h"
 #include "local/files.h"
 #include "local/process.h"
+#include "local/snapshot_driver.h"
 #include "local/store.h"
 #include "net/http.h"
 
@@ -218,6 +219,12 @@ Status PodWorker::PrepareVolumes(PodEnvironment* env) {
       if (!pvc.ok()) {
         return pvc.status().Annotate("volume \"" + name + "\": PersistentVolumeClaim \"" + claim +
                                      "\"");
+      }
+      if (SnapshotDriver::ProvisionsClaim(*pvc) &&
+          pvc->value("status", Json::object()).value("phase", "") != "Bound") {
+        return UnavailableError("PersistentVolumeClaim \"" + claim +
+                                "\" is not bound yet: waiting for it to be restored from its "
+                                "VolumeSnapshot");
       }
       dir = options_.state_dir / "volumes" / ns / claim;
       PETREL_RETURN_IF_ERROR(MakeDirectory(dir, kTraversableDir));
@@ -611,6 +618,11 @@ Status NodeAgent::Start() {
   PETREL_RETURN_IF_ERROR(MakeDirectory(options_.state_dir / "volumes", kTraversableDir));
   PETREL_RETURN_IF_ERROR(MakeDirectory(options_.state_dir / "pods", kTraversableDir));
   PETREL_RETURN_IF_ERROR(MakeDirectory(options_.state_dir / "logs", kPrivateDir));
+  SnapshotDriverOptions snapshot_options;
+  snapshot_options.state_dir = options_.state_dir;
+  snapshot_options.node_name = options_.node_name;
+  snapshots_ = std::make_unique<SnapshotDriver>(client_, snapshot_options);
+  PETREL_RETURN_IF_ERROR(snapshots_->Start());
   thread_ = std::thread([this] { Run(); });
   return Status::Ok();
 }
@@ -627,6 +639,8 @@ void NodeAgent::Stop() {
   // Every worker stops at once; destruction then waits for each.
   for (auto& [uid, worker] : workers_) worker->RequestStop(options_.max_grace_period);
   workers_.clear();
+  // Last: a snapshot in progress ends when its instance has stopped.
+  if (snapshots_) snapshots_->Stop();
 }
 
 void NodeAgent::Run() {
@@ -800,7 +814,7 @@ void NodeAgent::BindClaims() {
     return;
   }
   for (const Json& pvc : claims->items) {
-    if (meta::IsBeingDeleted(pvc)) continue;
+    if (meta::IsBeingDeleted(pvc) || SnapshotDriver::ProvisionsClaim(pvc)) continue;
     fs::path dir = options_.state_dir / "volumes" / meta::Namespace(pvc) / meta::Name(pvc);
     Status made = MakeDirectory(dir, kTraversableDir);
     if (!made.ok()) {

@@ -27,7 +27,10 @@
 //   `max_grace_period`), then SIGKILL to its group; then, for a Pod still present with a
 //   deletionTimestamp, the final Delete (grace 0), as the kubelet does.
 // - Binds PersistentVolumeClaims labelled managed-by=petrel: creates their directory and sets
-//   status Bound with capacity = the storage request (there is no provisioner here).
+//   status Bound with capacity = the storage request (there is no provisioner here). Claims
+//   with a VolumeSnapshot dataSource are restored and bound by the SnapshotDriver it runs
+//   (snapshot_driver.h), which also takes the VolumeSnapshots of the claims it hosts; Pods
+//   using a claim that is not bound yet wait (Pending).
 // - Stop() stops every container (SIGTERM, grace, SIGKILL) and leaves the Pods in the API.
 //
 // Thread-safety: Start/Stop from one thread; the agent runs its own threads (one loop plus one
@@ -69,6 +72,7 @@ struct NodeAgentOptions {
 };
 
 class PodWorker;
+class SnapshotDriver;
 
 class NodeAgent {
  public:
@@ -94,6 +98,7 @@ class NodeAgent {
   KubeClient& client_;
   NodeAgentOptions options_;
   std::unique_ptr<AddressAllocator> ips_;
+  std::unique_ptr<SnapshotDriver> snapshots_;  // VolumeSnapshots and restores (snapshot_driver.h)
   std::thread thread_;
 
   std::mutex mu_;

@@ -5,6 +5,7 @@
 #include <set>
 
 #include "reconcilers/cluster_checks.h"
+#include "reconcilers/volume_snapshot.h"
 
 namespace petrel {
 
@@ -127,7 +128,8 @@ std::string InstanceSpecHash(const InstanceSpec& spec) {
             {"memory", spec.memory_limit_bytes},
             {"pg_hba", spec.pg_hba},
             {"sync", spec.synchronous_standby_names},
-            {"snapshot", spec.snapshot_path}};
+            {"snapshot", spec.snapshot_path},
+            {"cluster_uid", spec.cluster_uid}};
   if (spec.primary) j["primary"] = spec.primary->host + ":" + std::to_string(spec.primary->port);
   if (spec.bootstrap == BootstrapMethod::kInitdb) j["initdb"] = spec.ToJson()["initdb"];
   return Hex(Fnv1a(j.dump()));
@@ -350,6 +352,7 @@ class Planner {
   void Refuse(const std::string& reason, const std::string& message);
   void IndexObserved();
   bool CheckImmutable(const PostgresClusterSpec& spec);
+  bool CheckRestore(const PostgresClusterSpec& spec);
   void DecideMembers(const PostgresClusterSpec& spec);
   void ConvergeVolumesAndPods(const PostgresClusterSpec& spec);
   void ConvergeServices(const PostgresClusterSpec& spec);
@@ -397,6 +400,8 @@ class Planner {
   std::string phase_;
   std::string phase_reason_;
   bool member_changes_ = false;  // pods created or deleted in this plan
+  // A validated restore: the first instance's PVC is created from this VolumeSnapshot.
+  std::string restore_snapshot_;
 };
 
 ClusterPlan Planner::Run() {
@@ -418,7 +423,7 @@ ClusterPlan Planner::Run() {
     return plan_;
   }
   const PostgresClusterSpec& spec = *parsed;
-  if (!CheckImmutable(spec)) {
+  if (!CheckImmutable(spec) || !CheckRestore(spec)) {
     Finish(nullptr);
     return plan_;
   }
@@ -486,6 +491,70 @@ bool Planner::CheckImmutable(const PostgresClusterSpec& spec) {
       return false;
     }
   }
+  return true;
+}
+
+bool Planner::CheckRestore(const PostgresClusterSpec& spec) {
+  const std::string& name = spec.bootstrap_snapshot;
+  // Validated once, before anything exists: a restore that created the first PVC (its
+  // dataSource names the snapshot) or published a primary is past this point for good.
+  if (name.empty() || !old_.current_primary.empty() || !old_.system_id.empty()) return true;
+  for (const auto& [pvc_name, pvc] : pvcs_) {
+    if (StringAt(*pvc, {"spec", "dataSource", "name"}) == name) return true;
+  }
+  std::string what = "spec.bootstrap.snapshot names VolumeSnapshot " + name;
+  if (!o_.restore_snapshot || !o_.restore_snapshot->ok()) {
+    bool missing = o_.restore_snapshot && o_.restore_snapshot->status().code() == Code::kNotFound;
+    Refuse(missing ? "SnapshotNotFound" : "SnapshotUnreadable",
+           missing
+               ? what + ", which does not exist in namespace " + n_.ns +
+                     " (or the snapshot.storage.k8s.io API is not installed); nothing was "
+                     "created. List snapshots with `kubectl petrel snapshots list "
+                     "CLUSTER` and name one of them."
+               : what + ", which cannot be read" +
+                     (o_.restore_snapshot ? ": " + o_.restore_snapshot->status().message() : "") +
+                     "; nothing was created yet.");
+    return false;
+  }
+  ObservedSnapshot snap = ReadVolumeSnapshot(o_.restore_snapshot->value());
+  if (!snap.error.empty()) {
+    Refuse("SnapshotFailed", what + ", which failed (" + snap.error +
+                                 "); nothing was created. Name another snapshot.");
+    return false;
+  }
+  if (!snap.ready || snap.being_deleted) {
+    Refuse("SnapshotNotReady",
+           what + ", which is " + (snap.being_deleted ? "being deleted" : "not ready to use yet") +
+               "; nothing was created. The cluster is created once the snapshot is ready, or "
+               "name another snapshot.");
+    return false;
+  }
+  if (snap.pg_major == 0) {
+    Refuse("SnapshotNotFromPetrel",
+           what + ", which does not say which Postgres major version its data is (annotation " +
+               kPgMajorAnnotation +
+               "); nothing was created. Restore from a snapshot Petrel took, or annotate this "
+               "one with its major version.");
+    return false;
+  }
+  if (snap.pg_major != spec.postgres_major) {
+    Refuse("SnapshotMajorVersionMismatch",
+           what + ", which holds Postgres " + std::to_string(snap.pg_major) +
+               " data, but the cluster asks for Postgres " + std::to_string(spec.postgres_major) +
+               "; nothing was created. Use a " + std::to_string(snap.pg_major) +
+               ".x image to restore, then upgrade.");
+    return false;
+  }
+  auto restore_bytes = ParseByteQuantity(snap.restore_size);
+  if (restore_bytes.ok() && *restore_bytes > spec.storage.size_bytes) {
+    Refuse("SnapshotLargerThanStorage",
+           what + ", whose volume is " + snap.restore_size + ", larger than spec.storage.size " +
+               spec.storage.size + "; nothing was created. Set spec.storage.size to at least " +
+               snap.restore_size + ".");
+    return false;
+  }
+  restore_snapshot_ = name;
+  new_.restored_from = RestoreStatus{name, snap.cluster, snap.instance};
   return true;
 }
 
@@ -578,8 +647,18 @@ void Planner::ConvergeVolumesAndPods(const PostgresClusterSpec& spec) {
   bool delete_volumes = spec.storage.reclaim_policy == ReclaimPolicy::kDelete;
   for (auto& m : members_) {
     if (!m.pvc) {
-      Action(ObjectOp::kCreate, resources::kPersistentVolumeClaim, m.name,
-             DesiredPvc(n_, spec, m.name, owner_ref_), "create PVC " + m.name);
+      Json pvc = DesiredPvc(n_, spec, m.name, owner_ref_);
+      std::string description = "create PVC " + m.name;
+      if (!restore_snapshot_.empty() && m.name == primary_) {
+        pvc["spec"]["dataSource"] = {{"apiGroup", resources::kVolumeSnapshot.group},
+                                     {"kind", resources::kVolumeSnapshot.kind},
+                                     {"name", restore_snapshot_}};
+        description += " from VolumeSnapshot " + restore_snapshot_;
+        Event(EventType::kNormal, "RestoringFromSnapshot", "Restore",
+              "Creating volume " + m.name + " from VolumeSnapshot " + restore_snapshot_ +
+                  "; replicas are cloned from it once it runs.");
+      }
+      Action(ObjectOp::kCreate, resources::kPersistentVolumeClaim, m.name, pvc, description);
     } else {
       Json patch = Json::object();
       std::string have = StringAt(*m.pvc, {"spec", "resources", "requests", "storage"});
@@ -850,10 +929,13 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     want.parameters = spec.postgresql.parameters;
     want.memory_limit_bytes = spec.resources.memory_bytes;
     want.pg_hba = spec.postgresql.pg_hba;
+    want.cluster_uid = uid_;
     bool can_put = m.pod && !meta::IsBeingDeleted(*m.pod) && m.status;
     if (m.name == primary_) {
       want.role = InstanceRole::kPrimary;
-      want.bootstrap = system_id.empty() ? BootstrapMethod::kInitdb : BootstrapMethod::kNone;
+      want.bootstrap = !system_id.empty()                 ? BootstrapMethod::kNone
+                       : !spec.bootstrap_snapshot.empty() ? BootstrapMethod::kSnapshot
+                                                          : BootstrapMethod::kInitdb;
       if (want.bootstrap == BootstrapMethod::kInitdb) {
         want.initdb = InitdbOptions{spec.initdb.database, spec.initdb.owner, spec.initdb.encoding,
                                     spec.initdb.locale, spec.initdb.data_checksums};
@@ -1035,7 +1117,9 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   if (!(new_ == old_)) plan_.status = new_;
 
   if (refusal_) {
-    plan_.requeue_after = kRequeueHealthy;
+    // A restore waiting for its snapshot to become ready looks again soon; other refusals
+    // need the user.
+    plan_.requeue_after = refusal_->first == "SnapshotNotReady" ? kRequeueBusy : kRequeueHealthy;
   } else if (all_ready && phase == "Healthy" && plan_.actions.empty() && plan_.spec_puts.empty()) {
     plan_.requeue_after = kRequeueHealthy;
   } else {

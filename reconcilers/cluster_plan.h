@@ -21,6 +21,11 @@
 // - changes it cannot make safely (storage shrink, storage class change, major version
 //   change, an invalid spec) are refused: a Degraded condition and a Warning event saying what
 //   to do, and no other change.
+// - restore (spec.bootstrap.snapshot): the first instance's new PVC gets the VolumeSnapshot as
+//   its dataSource and its InstanceSpec bootstrap kSnapshot (the instance re-keys the data);
+//   replicas clone from it. A snapshot that is missing, not ready, failed, of another major
+//   version or larger than spec.storage.size is refused before anything is created. An
+//   existing PVC never gets a dataSource.
 //
 // Thread-safety: pure functions on values.
 #pragma once
@@ -60,6 +65,9 @@ struct ClusterObservation {
   std::string now;  // RFC 3339, for condition transition times
   // The PodDisruptionBudget API the server serves (reconcilers/pdb_api.h).
   const ResourceType* pdb_type = &resources::kPodDisruptionBudget;
+  // The VolumeSnapshot spec.bootstrap.snapshot names, read only while a restore has not
+  // started (status.currentPrimary unset); nullopt when not read. NotFound when it is absent.
+  std::optional<Result<Json>> restore_snapshot;
 };
 
 enum class ObjectOp { kCreate, kMergePatch, kDelete };

@@ -94,6 +94,17 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
     if (meta::IsBeingDeleted(pod)) continue;
     o.instances.emplace(meta::Name(pod), deps_.instances.GetStatus(pod));
   }
+  // The snapshot a new cluster restores from, until the restore has started. Read directly,
+  // not from a cache: the VolumeSnapshot API is an add-on that may not be installed.
+  static const Json::json_pointer kSnapshotName("/spec/bootstrap/snapshot/name");
+  static const Json::json_pointer kCurrentPrimary("/status/currentPrimary");
+  auto text = [&](const Json::json_pointer& p) {
+    return cluster.contains(p) && cluster[p].is_string() ? cluster[p].get<std::string>() : "";
+  };
+  std::string snapshot = text(kSnapshotName);
+  if (!snapshot.empty() && text(kCurrentPrimary).empty()) {
+    o.restore_snapshot = deps_.client.Get(resources::kVolumeSnapshot, {ns, snapshot});
+  }
   return o;
 }
 

@@ -238,6 +238,120 @@ TEST(ClusterStatus, JsonRoundTrip) {
   EXPECT_EQ(PostgresClusterStatus::FromJson(Json()), PostgresClusterStatus());
 }
 
+TEST(ParseClusterSpec, SnapshotsDefaultToDailyKeptFiveDays) {
+  Json spec = MinimalSpec();
+  auto none = ParseClusterSpec(spec);
+  ASSERT_TRUE(none.ok());
+  EXPECT_FALSE(none->snapshots.has_value());
+  EXPECT_EQ(none->bootstrap_snapshot, "");
+
+  spec["snapshots"] = Json::object();
+  auto r = ParseClusterSpec(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_TRUE(r->snapshots.has_value());
+  EXPECT_EQ(r->snapshots->schedule, "0 0 * * *");
+  EXPECT_FALSE(r->snapshots->suspend);
+  EXPECT_EQ(r->snapshots->target, SnapshotTarget::kPreferStandby);
+  EXPECT_FALSE(r->snapshots->retention.count.has_value());
+  EXPECT_EQ(r->snapshots->retention.max_age_seconds, 5 * 86400);
+  EXPECT_EQ(r->snapshots->volume_snapshot_class_name, "");
+}
+
+TEST(ParseClusterSpec, ReadsSnapshotFields) {
+  Json spec = MinimalSpec();
+  spec["snapshots"] = Json::parse(R"({"schedule": "30 */6 * * *", "suspend": true,
+      "target": "primary", "volumeSnapshotClassName": "csi-snap",
+      "retention": {"count": 3}})");
+  auto r = ParseClusterSpec(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->snapshots->schedule, "30 */6 * * *");
+  EXPECT_TRUE(r->snapshots->suspend);
+  EXPECT_EQ(r->snapshots->target, SnapshotTarget::kPrimary);
+  EXPECT_EQ(r->snapshots->volume_snapshot_class_name, "csi-snap");
+  EXPECT_EQ(r->snapshots->retention.count, 3);
+  EXPECT_FALSE(r->snapshots->retention.max_age_seconds.has_value())
+      << "an explicit retention without maxAge keeps no age limit";
+
+  spec["snapshots"]["retention"] = {{"maxAge", "2w"}};
+  r = ParseClusterSpec(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->snapshots->retention.max_age_seconds, 14 * 86400);
+}
+
+TEST(ParseClusterSpec, RejectsBadSnapshotSettingsWithTheField) {
+  struct Bad {
+    const char* snapshots;
+    const char* field;
+  };
+  const Bad kCases[] = {
+      {R"({"schedule": "every day"})", "spec.snapshots.schedule"},
+      {R"({"schedule": "61 * * * *"})", "spec.snapshots.schedule"},
+      {R"({"retention": {}})", "spec.snapshots.retention"},
+      {R"({"retention": {"count": 0}})", "spec.snapshots.retention.count"},
+      {R"({"retention": {"maxAge": "5 days"}})", "spec.snapshots.retention.maxAge"},
+      {R"({"retention": {"maxAge": "30m"}})", "spec.snapshots.retention.maxAge"},
+      {R"({"target": "replica"})", "spec.snapshots.target"},
+      {R"({"every": "day"})", "spec.snapshots.every"},
+  };
+  for (const auto& c : kCases) {
+    Json spec = MinimalSpec();
+    spec["snapshots"] = Json::parse(c.snapshots);
+    auto r = ParseClusterSpec(spec);
+    ASSERT_FALSE(r.ok()) << c.snapshots;
+    ASSERT_EQ(r.status().causes().size(), 1u) << r.status().message();
+    EXPECT_EQ(r.status().causes()[0].field, c.field) << r.status().message();
+  }
+}
+
+TEST(ParseClusterSpec, BootstrapFromSnapshot) {
+  Json spec = MinimalSpec();
+  spec["bootstrap"] = {{"snapshot", {{"name", "db-20261124000000"}}}};
+  auto r = ParseClusterSpec(spec);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->bootstrap_snapshot, "db-20261124000000");
+
+  spec["bootstrap"]["initdb"] = {{"database", "app"}};
+  r = ParseClusterSpec(spec);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("not both"), std::string::npos) << r.status().message();
+
+  for (const char* bad : {"", "Db_1", "-db"}) {
+    Json s = MinimalSpec();
+    s["bootstrap"] = {{"snapshot", {{"name", bad}}}};
+    auto b = ParseClusterSpec(s);
+    ASSERT_FALSE(b.ok()) << bad;
+    EXPECT_EQ(b.status().causes()[0].field, "spec.bootstrap.snapshot.name");
+  }
+}
+
+TEST(ParseRetentionAge, HoursDaysWeeks) {
+  EXPECT_EQ(*ParseRetentionAge("12h"), 12 * 3600);
+  EXPECT_EQ(*ParseRetentionAge("5d"), 5 * 86400);
+  EXPECT_EQ(*ParseRetentionAge("2w"), 14 * 86400);
+  for (const char* bad : {"", "d", "0d", "05d", "5", "5m", "-1d", "1.5d", "999999d"}) {
+    EXPECT_FALSE(ParseRetentionAge(bad).ok()) << bad;
+  }
+}
+
+TEST(ClusterStatus, SnapshotAndRestoreStatusRoundTrip) {
+  PostgresClusterStatus s;
+  SnapshotsStatus snap;
+  snap.last_snapshot = "db-20261124000000";
+  snap.last_snapshot_time = "2026-11-24T00:00:05Z";
+  snap.last_snapshot_instance = "db-2";
+  snap.ready_count = 4;
+  snap.last_schedule_time = "2026-11-24T00:00:00Z";
+  snap.next_schedule_time = "2026-11-25T00:00:00Z";
+  snap.last_request = "2026-11-24T01:00:00Z";
+  snap.healthy = false;
+  snap.reason = "SnapshotFailed";
+  snap.message = "driver said no";
+  s.snapshots = snap;
+  s.restored_from = RestoreStatus{"db-20261124000000", "db", "db-2"};
+  EXPECT_EQ(PostgresClusterStatus::FromJson(s.ToJson()), s);
+  EXPECT_EQ(s.ToJson()["snapshots"]["lastSnapshot"]["name"], "db-20261124000000");
+}
+
 TEST(Names, SlotNamesAreIdentifiers) {
   EXPECT_EQ(SlotName("db-2"), "petrel_db_2");
   EXPECT_EQ(SlotName("my-db.10"), "petrel_my_db_10");

@@ -62,6 +62,27 @@ InstanceSpec WithSpec(InstanceSpec s, void (*f)(InstanceSpec&)) {
   return s;
 }
 
+constexpr const char* kSourceUid = "uid-source";
+constexpr const char* kOurUid = "uid-ours";
+
+// The first instance of a cluster restored from a snapshot.
+InstanceSpec Restored() {
+  InstanceSpec s = Primary();
+  s.bootstrap = BootstrapMethod::kSnapshot;
+  s.snapshot_path = "/snapshots/db/daily";
+  s.cluster_uid = kOurUid;
+  return s;
+}
+
+// Data on the volume (recorded for `uid`), postgres stopped, configuration current.
+ObservedInstance Stopped(const char* uid) {
+  ObservedInstance o = Running(InstanceRole::kPrimary);
+  o.postgres_running = o.accepting = false;
+  o.sql_role = InstanceRole::kNone;
+  o.data_cluster_uid = uid;
+  return o;
+}
+
 ObservedInstance Empty() {
   ObservedInstance o;
   o.has_spec = true;
@@ -80,9 +101,30 @@ INSTANTIATE_TEST_SUITE_P(
         Case("EmptyVolumeBootstrapNoneWaits", Empty(),
              WithSpec(Primary(), [](InstanceSpec& s) { s.bootstrap = BootstrapMethod::kNone; }),
              ActionKind::kWait),
-        Case("SnapshotNotSupportedWaits", Empty(),
-             WithSpec(Primary(), [](InstanceSpec& s) { s.bootstrap = BootstrapMethod::kSnapshot; }),
+        Case("EmptyVolumeSnapshotPathRestores", Empty(), Restored(), ActionKind::kRestore),
+        Case("EmptyVolumeSnapshotWithoutPathWaitsForTheProvisioner", Empty(),
+             WithSpec(Restored(), [](InstanceSpec& s) { s.snapshot_path.clear(); }),
              ActionKind::kWait),
+        Case("RestoredDataOfAnotherClusterIsRekeyed", Stopped(kSourceUid), Restored(),
+             ActionKind::kRekey),
+        Case("RestoredDataWithoutUidIsRekeyed", Stopped(""), Restored(), ActionKind::kRekey),
+        Case("RunningRestoredDataStopsBeforeRekey",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.data_cluster_uid = kSourceUid; }),
+             Restored(), ActionKind::kStop),
+        Case("RekeyedDataStartsAsPrimary", Stopped(kOurUid), Restored(), ActionKind::kStart),
+        Case("DataOfAnotherClusterIsRefused", Stopped(kSourceUid),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.cluster_uid = kOurUid; }),
+             ActionKind::kRefuse),
+        Case("RunningDataOfAnotherClusterIsLeftAlone",
+             With(Running(InstanceRole::kPrimary),
+                  [](ObservedInstance& o) { o.data_cluster_uid = kSourceUid; }),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.cluster_uid = kOurUid; }),
+             ActionKind::kRefuse),
+        Case("DataWithoutUidIsAdopted", Stopped(""),
+             WithSpec(Primary(), [](InstanceSpec& s) { s.cluster_uid = kOurUid; }),
+             ActionKind::kRecordUid),
+        Case("SpecWithoutUidIgnoresIdentity", Stopped(kSourceUid), Primary(), ActionKind::kStart),
         Case("InSyncPrimaryDoesNothing", Running(InstanceRole::kPrimary), Primary(),
              ActionKind::kNone),
         Case("InSyncReplicaDoesNothing", Running(InstanceRole::kReplica), Replica(),
@@ -191,10 +233,50 @@ TEST(CheckSpecTransitionTest, RejectsBootstrapsImpossibleOnAnEmptyVolume) {
   EXPECT_NE(st.message().find("replica cannot be created with initdb"), std::string::npos);
   // With data on the volume the bootstrap method no longer matters.
   EXPECT_TRUE(CheckSpecTransition(std::nullopt, true, r).ok());
-  InstanceSpec snap = Primary();
-  snap.bootstrap = BootstrapMethod::kSnapshot;
-  snap.snapshot_path = "/snap";
-  EXPECT_EQ(CheckSpecTransition(std::nullopt, false, snap).code(), Code::kConflict);
+  InstanceSpec snap = Restored();
+  EXPECT_TRUE(CheckSpecTransition(std::nullopt, false, snap).ok());
+  InstanceSpec snap_replica = Restored();
+  snap_replica.role = InstanceRole::kReplica;
+  snap_replica.primary = Endpoint{"127.0.1.1", 5432};
+  st = CheckSpecTransition(std::nullopt, false, snap_replica);
+  EXPECT_EQ(st.code(), Code::kConflict);
+  EXPECT_NE(st.message().find("clone replicas"), std::string::npos);
+  InstanceSpec no_uid = Restored();
+  no_uid.cluster_uid.clear();
+  EXPECT_EQ(CheckSpecTransition(std::nullopt, true, no_uid).code(), Code::kConflict);
+  InstanceSpec relative = Restored();
+  relative.snapshot_path = "snapshots/x";
+  EXPECT_EQ(CheckSpecTransition(std::nullopt, false, relative).code(), Code::kConflict);
+}
+
+TEST(CheckSpecTransitionTest, GenerationsOfAnotherClusterDoNotCount) {
+  // A restored volume carries the source's saved spec; our first spec has a lower generation.
+  InstanceSpec source = Primary();
+  source.generation = 9;
+  source.cluster_uid = kSourceUid;
+  InstanceSpec ours = Restored();
+  ours.generation = 1;
+  EXPECT_TRUE(CheckSpecTransition(source, true, ours).ok());
+  InstanceSpec ours_again = ours;
+  ours_again.generation = 0;
+  EXPECT_EQ(CheckSpecTransition(ours, true, ours_again).code(), Code::kConflict);
+}
+
+TEST(CheckDataIdentityTest, DataOfAnotherClusterNeedsBootstrapSnapshot) {
+  InstanceSpec ours = Primary();
+  ours.cluster_uid = kOurUid;
+  Status st = CheckDataIdentity(kSourceUid, ours);
+  EXPECT_EQ(st.code(), Code::kConflict);
+  EXPECT_NE(st.message().find("uid-source"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("delete the PersistentVolumeClaim"), std::string::npos);
+  EXPECT_TRUE(CheckDataIdentity(kOurUid, ours).ok());
+  EXPECT_TRUE(CheckDataIdentity("", ours).ok());           // adopted
+  EXPECT_TRUE(CheckDataIdentity(kSourceUid, Primary()).ok());  // no uid in the spec
+  EXPECT_TRUE(CheckDataIdentity(kSourceUid, Restored()).ok());  // re-keyed
+  EXPECT_TRUE(NeedsRekey(kSourceUid, Restored()));
+  EXPECT_TRUE(NeedsRekey("", Restored()));
+  EXPECT_FALSE(NeedsRekey(kOurUid, Restored()));
+  EXPECT_FALSE(NeedsRekey(kSourceUid, ours));
 }
 
 }  // namespace
