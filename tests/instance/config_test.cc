@@ -49,7 +49,7 @@ TEST(DesiredParametersTest, PetrelOwnsAddressingAndReplicationSettings) {
 }
 
 TEST(DesiredParametersTest, ReplicaStreamsWithPassfileAndSlot) {
-  InstanceSpec s{};
+  InstanceSpec s;
   s.role = InstanceRole::kReplica;
   s.primary = Endpoint{"10.0.0.5", 5433};
   s.slot_name = "db_2";
