@@ -1,13 +1,16 @@
 // The instance's HTTP API (the contract is listed in api/instance.h): /healthz, /readyz,
-// /status, GET and PUT /spec, /metrics, POST /snapshot. Handlers are plain functions of an
-// HttpRequest so tests can
-// call them without a socket; Register() mounts them on an HttpServer.
+// /status, GET and PUT /spec, /metrics, POST /snapshot, PUT /lease, POST /confirm-leader.
+// Handlers are plain functions of an HttpRequest so tests can call them without a socket;
+// Register() mounts them on an HttpServer. HttpPeerAsker is the client side of
+// /confirm-leader.
 //
 // Thread-safety: handlers may run concurrently (the manager synchronises).
 #pragma once
 
+#include <optional>
 #include <string>
 
+#include "instance/leadership.h"
 #include "instance/manager.h"
 #include "instance/monitor.h"
 #include "net/http.h"
@@ -30,9 +33,13 @@ class InstanceApi {
   HttpResponse Spec(const HttpRequest& req);
   HttpResponse Metrics(const HttpRequest& req) const;
   HttpResponse Snapshot(const HttpRequest& req);
+  HttpResponse Lease(const HttpRequest& req);
+  HttpResponse ConfirmLeader(const HttpRequest& req);
 
  private:
   bool Authorized(const HttpRequest& req) const;
+  // Nullopt when authorised; else the 401 response for `what` ("PUT /spec").
+  std::optional<HttpResponse> Unauthorized(const HttpRequest& req, const std::string& what) const;
 
   InstanceManager& manager_;
   std::string token_;
@@ -41,6 +48,9 @@ class InstanceApi {
 
 // GET /metrics from the monitor's last round, for the API and the metrics port alike.
 HttpResponse ServeMetrics(const InstanceMonitor* monitor, const HttpRequest& req);
+// POST http://<peer>/confirm-leader with `token` (the instance API token every member of a
+// cluster shares), bounded by the timeout the confirmer passes.
+AskPeerFn HttpPeerAsker(std::string token);
 
 // Equality that takes the same time wherever the first difference is.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);
