@@ -465,6 +465,12 @@ ClusterPlan Planner::Run() {
   }
   DecideMembers(spec);
   AdvancePrimaryChange(spec);  // may move the primary, which the labels below follow
+  // An instance is ready for the cluster only in the role the plan gives it (its own `ready`
+  // is relative to the spec it last accepted, which may be an older one).
+  for (auto& m : members_) {
+    InstanceRole want = m.name == primary_ ? InstanceRole::kPrimary : InstanceRole::kReplica;
+    if (m.ready && m.status->role != want) m.ready = false;
+  }
   ConvergeSecrets();
   ConvergeVolumesAndPods(spec);
   ConvergeServices(spec);
