@@ -940,6 +940,18 @@ void Planner::DetectFailure(const PostgresClusterSpec& spec) {
     new_.primary_failing_since.clear();
     return;
   }
+  if (p && p->status && p->status->role == InstanceRole::kPrimary && p->status->fenced &&
+      !p->status->running && p->status->lease_remaining_ms == 0 && p->status->term == term_) {
+    // The primary fenced itself when its lease ran out (e.g. while this controller was away)
+    // and is back in reach: continue in the next term, so that no grant of the expired term
+    // (one that sat unread in its socket while it was frozen) can ever revive it.
+    ++term_;
+    Event(EventType::kNormal, "LeaseRenewedInNewTerm", "Lease",
+          "Primary " + primary_ + " fenced itself when its lease for term " +
+              std::to_string(term_ - 1) + " expired; it continues in term " +
+              std::to_string(term_) + ".");
+    return;
+  }
   PrimaryHealth health = AssessPrimary(ObservePrimary(p), spec.failover_delay_seconds);
   if (!health.failing) {
     new_.primary_failing_since.clear();
@@ -1043,8 +1055,8 @@ void Planner::AdvanceFailover(const PostgresClusterSpec& spec) {
       return;
     }
     if (*o_.old_lease_expires_in_ms > 0) {
-      phase_reason_ = "Waiting " + std::to_string(*o_.old_lease_expires_in_ms) +
-                      " ms until the lease of " + change_->from + " has certainly expired";
+      // No countdown in the text: a status write per poll would only slow the failover.
+      phase_reason_ = "Waiting until the lease of " + change_->from + " has certainly expired";
       RequeueWithin(std::chrono::milliseconds(*o_.old_lease_expires_in_ms));
       return;
     }
