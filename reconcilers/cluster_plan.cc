@@ -1420,6 +1420,13 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   } else {
     plan_.requeue_after = kRequeueBusy;
   }
+  // A member that has an address but does not answer (e.g. a replaced primary that is frozen)
+  // is asked again every second, so that it is told its new role soon after it is back.
+  for (const auto& m : members_) {
+    if (m.pod && !m.status && !StringAt(*m.pod, {"status", "podIP"}).empty()) {
+      RequeueWithin(kRequeueBlocked);
+    }
+  }
   if (requeue_hint_ && !refusal_) {
     plan_.requeue_after = std::clamp(*requeue_hint_, std::chrono::milliseconds(50),
                                      std::chrono::milliseconds(plan_.requeue_after));

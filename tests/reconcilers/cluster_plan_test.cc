@@ -710,6 +710,8 @@ TEST(ClusterPlan, FailoverRevokesWaitsForTheOldLeaseThenPromotesTheMostAdvancedR
   EXPECT_TRUE(HasEvent(done.events, "FailoverCompleted"));
   w.Apply(done);
 
+  EXPECT_LE(done.requeue_after, std::chrono::seconds(1)) << "db-1 is asked again soon";
+
   // 5. The old primary comes back and rejoins as a replica of db-3 in term 2.
   w.unreachable_.clear();
   w.Converge();
