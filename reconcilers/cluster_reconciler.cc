@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <set>
+#include <vector>
 
 namespace petrel {
 
@@ -39,7 +41,10 @@ const std::vector<const ResourceType*>& ClusterReconcilerWatchedTypes() {
 ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   ClusterObservation o;
   o.cluster = cluster;
-  o.now = FormatRfc3339(deps_.clock.WallNow());
+  SystemTime wall = deps_.clock.WallNow();
+  o.now = FormatRfc3339(wall);
+  o.now_unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count();
   o.pdb_type = deps_.pdb_type;
   std::string name = meta::Name(cluster);
   std::string ns = meta::Namespace(cluster);
@@ -90,10 +95,6 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   for (const std::string& n : {name, name + "-primary"}) {
     if (auto s = deps_.reader.Get(*deps_.pdb_type, {ns, n})) o.pdbs[n] = *s;
   }
-  for (const auto& pod : o.pods) {
-    if (meta::IsBeingDeleted(pod)) continue;
-    o.instances.emplace(meta::Name(pod), deps_.instances.GetStatus(pod));
-  }
   // The snapshot a new cluster restores from, until the restore has started. Read directly,
   // not from a cache: the VolumeSnapshot API is an add-on that may not be installed.
   static const Json::json_pointer kSnapshotName("/spec/bootstrap/snapshot/name");
@@ -105,15 +106,76 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   if (!snapshot.empty() && text(kCurrentPrimary).empty()) {
     o.restore_snapshot = deps_.client.Get(resources::kVolumeSnapshot, {ns, snapshot});
   }
+  ObserveInstances(o);
   return o;
+}
+
+Millis SuspectTimeout(int64_t lease_duration_ms) {
+  return Millis(std::max<int64_t>(100, lease_duration_ms / 10));
+}
+
+namespace {
+
+// spec.leaseDurationMilliseconds as written, else the default (the planner validates it).
+int64_t LeaseDurationOf(const Json& cluster) {
+  const Json& spec = cluster.value("spec", Json::object());
+  if (spec.contains("leaseDurationMilliseconds") &&
+      spec["leaseDurationMilliseconds"].is_number_integer()) {
+    return spec["leaseDurationMilliseconds"].get<int64_t>();
+  }
+  return kDefaultLeaseDurationMs;
+}
+
+}  // namespace
+
+void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
+  ObjectKey key = meta::Key(o.cluster);
+  int64_t lease_duration = LeaseDurationOf(o.cluster);
+  PostgresClusterStatus status =
+      PostgresClusterStatus::FromJson(o.cluster.value("status", Json::object()));
+  const auto& change = status.primary_change;
+  bool failing_over = change && change->kind == PrimaryChangeKind::kFailover &&
+                      status.current_primary == change->from;
+  Millis suspect_timeout = SuspectTimeout(lease_duration);
+  // In parallel: one instance that does not answer must not delay seeing the others. One
+  // whose lease renewal just went unanswered gets a short timeout (fast failure detection).
+  std::vector<std::pair<std::string, std::future<Result<InstanceStatus>>>> asked;
+  for (const auto& pod : o.pods) {
+    if (meta::IsBeingDeleted(pod)) continue;
+    std::string name = meta::Name(pod);
+    bool suspect = deps_.leases && deps_.leases->Unanswered(key, name);
+    // The primary being replaced is only asked so that it can be fenced if it is back: every
+    // poll of the failover waits for it, so it gets the shortest bound.
+    Millis timeout =
+        failing_over && name == change->from ? kReplacedPrimaryTimeout : suspect_timeout;
+    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect, timeout] {
+                         return suspect ? deps_.instances.GetStatusWithin(pod, timeout)
+                                        : deps_.instances.GetStatus(pod);
+                       }));
+  }
+  for (auto& [name, answer] : asked) o.instances.emplace(name, answer.get());
+
+  if (!deps_.leases) return;
+  for (const auto& [name, answer] : o.instances) {
+    if (answer.ok() && answer->term > 0) deps_.leases->NoteTermAccepted(key, name, answer->term);
+  }
+  if (failing_over) {
+    o.old_lease_expires_in_ms = deps_.leases->OldLeaseExpiresInMs(
+        key, change->from, std::max<int64_t>(status.term, 1), lease_duration);
+  }
 }
 
 Result<ReconcileResult> ClusterReconciler::Reconcile(const ObjectKey& key) {
   ObjectPtr cluster = deps_.reader.Get(resources::kPostgresCluster, key);
-  if (!cluster) return ReconcileResult::Done();  // deleted: owner references clean up
+  if (!cluster) {
+    if (deps_.leases) deps_.leases->Forget(key);
+    return ReconcileResult::Done();  // deleted: owner references clean up
+  }
   ClusterObservation observed = Observe(*cluster);
   ClusterPlan plan = PlanCluster(observed);
-  PETREL_RETURN_IF_ERROR(Execute(*cluster, plan));
+  Status executed = Execute(*cluster, plan);
+  PublishMetrics(*cluster, plan);
+  PETREL_RETURN_IF_ERROR(executed);
   if (plan.requeue_after.count() == 0) return ReconcileResult::Done();
   return ReconcileResult::RequeueAfter(plan.requeue_after);
 }
@@ -158,16 +220,26 @@ Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) 
     auto r = deps_.client.UpdateStatus(resources::kPostgresCluster, updated);
     if (!r.ok()) return r.status().Annotate(where + ": writing status");
   }
+  ObjectKey key = meta::Key(cluster);
+  // No renewal may start after a replica has been told the next term: stop first.
+  if (deps_.leases && !plan.lease) deps_.leases->SetTarget(key, std::nullopt, Json());
   bool put_failed = false;
   for (const auto& put : plan.spec_puts) {
     ObjectPtr pod = deps_.reader.Get(resources::kPod, {meta::Namespace(cluster), put.pod});
     if (!pod) continue;
     Status st = deps_.instances.PutSpec(*pod, put.spec);
+    if (st.ok() && deps_.leases) deps_.leases->NoteTermAccepted(key, put.pod, put.spec.term);
     if (!st.ok()) {
       // The instance may still be starting; the next reconcile (soon: the plan requeues while
       // instances are not ready) tries again.
       spdlog::warn("{}: instance {} did not accept its spec: {}", where, put.pod, st.ToString());
       put_failed = true;
+    }
+  }
+  // After the PUTs: a just-promoted primary accepts a lease only once it has its new spec.
+  if (deps_.leases && plan.lease) {
+    if (ObjectPtr pod = deps_.reader.Get(resources::kPod, {meta::Namespace(cluster), plan.lease->pod})) {
+      deps_.leases->SetTarget(key, plan.lease, *pod);
     }
   }
   for (const auto& e : plan.events)
@@ -176,6 +248,34 @@ Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) 
     return UnavailableError("an instance did not accept its spec");
   }
   return Status::Ok();
+}
+
+void ClusterReconciler::PublishMetrics(const Json& cluster, const ClusterPlan& plan) {
+  if (!deps_.metrics) return;
+  MetricsRegistry& m = *deps_.metrics;
+  std::vector<std::string> labels = {meta::Namespace(cluster), meta::Name(cluster)};
+  PostgresClusterStatus status =
+      plan.status ? *plan.status
+                  : PostgresClusterStatus::FromJson(cluster.value("status", Json::object()));
+  const Json& spec = cluster.value("spec", Json::object());
+  int64_t desired = spec.contains("replicas") && spec["replicas"].is_number_integer()
+                        ? spec["replicas"].get<int64_t>()
+                        : 1;
+  m.Gauge("petrel_cluster_instances_desired",
+          "Instances a PostgresCluster asks for (spec.replicas), primary included.",
+          {"namespace", "cluster"})
+      .WithLabels(labels)
+      .Set(static_cast<double>(desired));
+  m.Gauge("petrel_cluster_instances_ready", "Instances of a PostgresCluster that are ready.",
+          {"namespace", "cluster"})
+      .WithLabels(labels)
+      .Set(status.ready_replicas);
+  Counter& failovers = m.Counter("petrel_cluster_failovers_total",
+                                 "Completed failovers of a PostgresCluster (status.failovers).",
+                                 {"namespace", "cluster"})
+                           .WithLabels(labels);
+  double missing = static_cast<double>(status.failovers) - failovers.Value();
+  if (missing > 0) failovers.Inc(missing);
 }
 
 std::unique_ptr<Reconciler> NewClusterReconciler(ClusterReconcilerDeps deps) {

@@ -3,6 +3,7 @@
 //   target_link_libraries(petrel PRIVATE "$<LINK_LIBRARY:WHOLE_ARCHIVE,petrel_cluster_controller>")
 #include <spdlog/spdlog.h>
 
+#include <atomic>
 #include <memory>
 
 #include "controller/event_recorder.h"
@@ -10,32 +11,59 @@
 #include "controller/registry.h"
 #include "reconcilers/cluster_reconciler.h"
 #include "reconcilers/http_instance_client.h"
+#include "reconcilers/lease_keeper.h"
 #include "reconcilers/pdb_api.h"
 
 namespace petrel {
 namespace {
 
-// Owns the reconciler's collaborators for the life of the process.
+// Owns the reconciler's collaborators for the life of the process: the event recorder, the
+// HTTP instance client, and the LeaseKeeper, whose thread renews primaries' leases (only
+// while this controller leads: targets come from reconciles, which run only then, and
+// `leading` is checked before every round). A failed renewal enqueues the cluster at once.
 class OwningClusterReconciler : public Reconciler {
  public:
   OwningClusterReconciler(Manager& mgr, const ResourceType& pdb_type)
       : events_(mgr.client(), "postgrescluster", mgr.clock()),
         instances_(mgr.reader()),
-        reconciler_(Deps(mgr, events_, instances_, pdb_type)) {}
+        leases_(instances_, mgr.clock(), KeeperOptions(mgr, &queue_)),
+        reconciler_(Deps(mgr, events_, instances_, pdb_type, leases_)) {}
+  // The controller whose queue a failed renewal feeds; the keeper runs from here until the
+  // controller stops (Stopped(), before its queue is destroyed).
+  void Attach(Controller& c) {
+    queue_ = &c.queue();
+    leases_.Start();
+  }
   Result<ReconcileResult> Reconcile(const ObjectKey& key) override {
     return reconciler_.Reconcile(key);
+  }
+  void Stopped() override {
+    leases_.Stop();  // joins the keeper's thread: no renewal runs after this
+    queue_ = nullptr;
   }
 
  private:
   static ClusterReconcilerDeps Deps(Manager& mgr, EventRecorder& events, InstanceClient& instances,
-                                    const ResourceType& pdb_type) {
+                                    const ResourceType& pdb_type, LeaseKeeper& leases) {
     ClusterReconcilerDeps deps{mgr.reader(), mgr.client(), events, instances, mgr.clock()};
     deps.pdb_type = &pdb_type;
+    deps.leases = &leases;
+    deps.metrics = &mgr.metrics();
     return deps;
   }
+  static LeaseKeeperOptions KeeperOptions(Manager& mgr, std::atomic<WorkQueue*>* queue) {
+    LeaseKeeperOptions o;
+    o.leading = [&mgr] { return mgr.IsLeader(); };
+    o.on_renewal_failed = [queue](const ObjectKey& cluster) {
+      if (WorkQueue* q = queue->load()) q->Add(cluster);
+    };
+    return o;
+  }
 
+  std::atomic<WorkQueue*> queue_{nullptr};
   KubeEventRecorder events_;
   HttpInstanceClient instances_;
+  LeaseKeeper leases_;
   ClusterReconciler reconciler_;
 };
 
@@ -52,8 +80,9 @@ PETREL_REGISTER_CONTROLLER(postgrescluster, [](Manager& mgr) -> Status {
   // policy/v1 where served, else v1beta1 (Kubernetes 1.20, petrel local): asked once here.
   PETREL_ASSIGN_OR_RETURN(const ResourceType* pdb_type, DiscoverPdbType(mgr.client()));
   spdlog::info("PodDisruptionBudgets use {}", pdb_type->ApiVersion());
-  Controller& c = mgr.AddController("postgrescluster",
-                                    std::make_shared<OwningClusterReconciler>(mgr, *pdb_type));
+  auto reconciler = std::make_shared<OwningClusterReconciler>(mgr, *pdb_type);
+  Controller& c = mgr.AddController("postgrescluster", reconciler);
+  reconciler->Attach(c);
   mgr.Watch(c, resources::kPostgresCluster, EnqueueSelf());
   mgr.Watch(c, resources::kPod, EnqueueControllerOwner("PostgresCluster"));
   mgr.Watch(c, resources::kPersistentVolumeClaim, EnqueueMapped(ClusterOfLabel));
