@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -307,11 +308,13 @@ fs::path DefaultLocalStateDir() {
 }
 
 std::string LocalKubeconfigYaml(const std::string& server, const std::string& token) {
-  // Built as JSON (which is YAML) so that no value needs YAML quoting rules.
+  // Built as JSON (which is YAML) so that no value needs YAML quoting rules. The server URL
+  // carries the token as its path prefix too: kubectl sends no credentials over plain HTTP.
   Json config = {
       {"apiVersion", "v1"},
       {"kind", "Config"},
-      {"clusters", {{{"name", "petrel-local"}, {"cluster", {{"server", server}}}}}},
+      {"clusters",
+       {{{"name", "petrel-local"}, {"cluster", {{"server", server + "/t/" + token}}}}}},
       {"users", {{{"name", "petrel-local"}, {"user", {{"token", token}}}}}},
       {"contexts",
        {{{"name", "petrel-local"},
@@ -324,6 +327,8 @@ std::string LocalKubeconfigYaml(const std::string& server, const std::string& to
 KubeApi::KubeApi(KubeClient& store, KubeApiOptions options)
     : store_(store), options_(std::move(options)) {}
 
+std::string KubeApi::TokenPrefix() const { return "/t/" + options_.token; }
+
 void KubeApi::Register(HttpServer& server) {
   auto whole = [this](const HttpRequest& r) { return Handle(r); };
   server.Handle("/version", whole);
@@ -332,13 +337,28 @@ void KubeApi::Register(HttpServer& server) {
   auto stream = [this](const HttpRequest& r, const StartResponse& start) { Serve(r, start); };
   server.HandleStream("/api/", stream);
   server.HandleStream("/apis/", stream);
+  if (!options_.token.empty()) server.HandleStream(TokenPrefix() + "/", stream);
 }
 
-HttpResponse KubeApi::Handle(const HttpRequest& r) {
-  if (options_.token.empty() || Authorization(r) != "Bearer " + options_.token) {
-    return Error(401, "Unauthorized", "Unauthorized: a bearer token is required (see "
-                                      "<state-dir>/kubeconfig of petrel local)");
+std::optional<HttpRequest> KubeApi::Authenticate(const HttpRequest& r) const {
+  if (options_.token.empty()) return std::nullopt;
+  const std::string prefix = TokenPrefix() + "/";
+  if (r.target.compare(0, prefix.size(), prefix) == 0) {
+    HttpRequest inner = r;
+    inner.target = r.target.substr(prefix.size() - 1);
+    return inner;
   }
+  if (Authorization(r) == "Bearer " + options_.token) return r;
+  return std::nullopt;
+}
+
+HttpResponse KubeApi::Handle(const HttpRequest& request) {
+  std::optional<HttpRequest> authenticated = Authenticate(request);
+  if (!authenticated) {
+    return Error(401, "Unauthorized",
+                 "Unauthorized: use the kubeconfig petrel local wrote into its state directory");
+  }
+  const HttpRequest& r = *authenticated;
   const std::string path = r.Path();
   if (path == "/version") {
     return Ok(200, {{"major", "1"},
@@ -571,17 +591,17 @@ bool KubeApi::ReadLog(const std::string& namespace_, const std::string& pod_name
   return true;
 }
 
-void KubeApi::Serve(const HttpRequest& r, const StartResponse& start) {
+void KubeApi::Serve(const HttpRequest& request, const StartResponse& start) {
   auto answer = [&start](const HttpResponse& response) {
     ResponseStream& out = start(response.status, response.content_type);
     out.Write(response.body);
   };
-  bool watch = r.method == "GET" && TrueParam(r, "watch");
-  bool follow = r.method == "GET" && TrueParam(r, "follow");
-  if (!watch && !follow) return answer(Handle(r));
-  if (options_.token.empty() || Authorization(r) != "Bearer " + options_.token) {
-    return answer(Handle(r));  // the 401
-  }
+  bool watch = request.method == "GET" && TrueParam(request, "watch");
+  bool follow = request.method == "GET" && TrueParam(request, "follow");
+  if (!watch && !follow) return answer(Handle(request));
+  std::optional<HttpRequest> authenticated = Authenticate(request);
+  if (!authenticated) return answer(Handle(request));  // the 401
+  const HttpRequest& r = *authenticated;
   auto parsed = ParsePath(r.Path());
   if (!parsed.ok()) return answer(ErrorFrom(parsed.status()));
   const ApiPath& p = *parsed;

@@ -18,7 +18,10 @@
 //   the Pod is deleted or the server stops).
 // - Not served: protobuf, server-side Table output (kubectl then prints its default columns),
 //   dryRun, exec/attach/port-forward, RBAC (one bearer token is admin).
-// Every request must carry "Authorization: Bearer <token>" (401 otherwise). Errors are
+// Every request must prove it knows the token (401 otherwise): "Authorization: Bearer <token>"
+// on /api/..., or the path prefix /t/<token>/ (a capability URL, because kubectl sends no
+// credentials over plain HTTP; the kubeconfig holding it is 0600 like the token itself, and
+// the server listens on 127.0.0.1 only). Errors are
 // metav1.Status bodies with the usual codes and reasons, so KubeStatusFromResponse maps them
 // back to the same Status codes the store returned.
 //
@@ -30,6 +33,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "controller/kube_client.h"
@@ -45,7 +49,8 @@ inline constexpr const char* kLocalKubeconfigFile = "kubeconfig";
 std::filesystem::path DefaultLocalStateDir();
 
 // A kubeconfig (YAML) with one cluster, user and context "petrel-local" (namespace default):
-// `server` like "http://127.0.0.1:PORT", authenticated with `token`.
+// `server` like "http://127.0.0.1:PORT" with the /t/<token> prefix, and `token` as the
+// bearer token.
 std::string LocalKubeconfigYaml(const std::string& server, const std::string& token);
 
 struct KubeApiOptions {
@@ -59,7 +64,8 @@ class KubeApi {
  public:
   KubeApi(KubeClient& store, KubeApiOptions options);
 
-  // Routes /version, /api, /api/ and /apis, /apis/ of `server` here. Before server.Start().
+  // Routes /version, /api, /api/ and /apis, /apis/ of `server` here, and the same under
+  // /t/<token>/. Before server.Start().
   // Kubernetes requests are served as (chunked) streams so that watches and followed logs
   // can use the same paths; such a connection is closed after its one response.
   void Register(HttpServer& server);
@@ -83,6 +89,10 @@ class KubeApi {
   // and where to continue into *cursor (may be null); false with *error set otherwise.
   bool ReadLog(const std::string& namespace_, const std::string& pod, const HttpRequest& r,
                std::string* content, LogCursor* cursor, HttpResponse* error);
+
+  // The request with the /t/<token> prefix removed when it proves the token; nullopt if not.
+  std::optional<HttpRequest> Authenticate(const HttpRequest& r) const;
+  std::string TokenPrefix() const;
 
   KubeClient& store_;
   const KubeApiOptions options_;

@@ -91,6 +91,19 @@ TEST_F(KubeApiTest, RequestsWithoutTheTokenAreUnauthorized) {
   EXPECT_THAT(response->body, HasSubstr("\"reason\":\"Unauthorized\""));
 }
 
+TEST_F(KubeApiTest, TheTokenAsPathPrefixAuthenticatesClientsThatSendNoHeader) {
+  auto response = HttpCall("GET", server_url_ + "/t/" + kToken + "/api/v1/namespaces/default/pods");
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->status, 200) << response->body;
+  EXPECT_THAT(response->body, HasSubstr("\"kind\":\"PodList\""));
+  response = HttpCall("GET", server_url_ + "/t/" + kToken + "/apis");
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->status, 200) << response->body;
+  response = HttpCall("GET", server_url_ + "/t/wrong-token/api/v1/namespaces/default/pods");
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->status, 404);
+}
+
 TEST_F(KubeApiTest, CrudAndStatusSubresourceKeepKubernetesSemanticsAndErrorCodes) {
   auto created = client_->Create(resources::kPostgresCluster, Cluster("db"));
   ASSERT_TRUE(created.ok()) << created.status().ToString();
@@ -225,7 +238,7 @@ TEST(LocalKubeconfigYaml, LoadsAsAKubeconfigWithServerTokenAndNamespace) {
   auto config = LoadKubeconfigFiles({file.string()});
   fs::remove(file);
   ASSERT_TRUE(config.ok()) << config.status().ToString();
-  EXPECT_EQ(config->server, "http://127.0.0.1:1234");
+  EXPECT_EQ(config->server, "http://127.0.0.1:1234/t/secret-token");
   EXPECT_EQ(config->token, "secret-token");
   EXPECT_EQ(config->namespace_, "default");
 }
