@@ -48,6 +48,7 @@ struct GlobalFlags {
 
 // An open connection to the API plus the resolved namespace and output format.
 struct Session {
+  std::string cli;  // how the user runs these commands, for hints: "kubectl petrel" or "petrel"
   std::unique_ptr<HttpKubeClient> client;
   std::string namespace_;
   OutputFormat format = OutputFormat::kTable;
@@ -70,6 +71,7 @@ Result<std::string> LocalKubeconfig(const GlobalFlags& flags) {
 
 Result<Session> OpenSession(const GlobalFlags& flags) {
   Session session;
+  session.cli = flags.mode == PluginMode::kLocal ? "petrel" : "kubectl petrel";
   PETREL_ASSIGN_OR_RETURN(session.format, plugin::ParseOutputFormat(flags.output));
   Result<KubeConfig> config = InternalError("unset");
   const char* env_kubeconfig = std::getenv("KUBECONFIG");
@@ -119,9 +121,9 @@ Result<Json> GetCluster(Session& s, const std::string& name) {
   if (!ns.ok() && ns.status().code() == Code::kNotFound) {
     return NotFoundError(
         "namespace \"" + s.namespace_ +
-        "\" does not exist; list clusters everywhere with: kubectl petrel list -A");
+        "\" does not exist; list clusters everywhere with: " + s.cli + " list -A");
   }
-  return NotFoundError(plugin::ClusterNotFoundMessage(name, s.namespace_));
+  return NotFoundError(plugin::ClusterNotFoundMessage(name, s.namespace_, s.cli));
 }
 
 // Attachments that reference `cluster`, from every namespace the caller may list.
@@ -321,7 +323,7 @@ Status RunConnect(Session& s, const std::string& name, const ConnectFlags& flags
       if (attachment.status().code() == Code::kNotFound) {
         return NotFoundError("no PostgresAttachment \"" + flags.as + "\" in namespace \"" +
                              s.namespace_ + "\"; see the cluster's attachments with: " +
-                             "kubectl petrel status " + name + " -n " + s.namespace_);
+                             s.cli + " status " + name + " -n " + s.namespace_);
       }
       return attachment.status().Annotate("reading PostgresAttachment " + flags.as);
     }
@@ -394,7 +396,7 @@ Status RunAttach(Session& s, const std::string& cluster, const std::string& app,
   if (!created.ok()) {
     if (created.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("PostgresAttachment " + request.app.ToString() +
-                                " already exists; detach it first (kubectl petrel detach " + app +
+                                " already exists; detach it first (" + s.cli + " detach " + app +
                                 " -n " + request.app.namespace_ + ") or pick another app name");
     }
     return created.status().Annotate("creating PostgresAttachment " + request.app.ToString());
@@ -457,7 +459,7 @@ std::string Prompt(const std::string& question, const std::string& fallback) {
 Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   bool interactive = ::isatty(STDIN_FILENO) == 1;
   if (name.empty()) {
-    if (!interactive) return InvalidError("a cluster name is required: kubectl petrel create NAME");
+    if (!interactive) return InvalidError("a cluster name is required: " + s.cli + " create NAME");
     name = Prompt("Cluster name", "");
   }
   if (flags.preset.empty()) {
@@ -490,7 +492,7 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   if (!created.ok()) {
     if (created.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("PostgresCluster " + request.cluster.ToString() +
-                                " already exists; see it with: kubectl petrel status " + name +
+                                " already exists; see it with: " + s.cli + " status " + name +
                                 " -n " + s.namespace_);
     }
     if (created.status().code() == Code::kNotFound) {
@@ -499,7 +501,7 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
     return created.status().Annotate("creating PostgresCluster " + request.cluster.ToString());
   }
   std::cout << "postgrescluster.petrel.dev/" << name << " created in namespace " << s.namespace_
-            << " (" << flags.preset << " preset)\nWatch it come up with: kubectl petrel status "
+            << " (" << flags.preset << " preset)\nWatch it come up with: " << s.cli << " status "
             << name << " -n " << s.namespace_ << "\n";
   return Status::Ok();
 }
@@ -555,7 +557,7 @@ Status RunSwitchover(Session& s, const std::string& name, const SwitchoverFlags&
               << target << " requested" << std::endl;
   }
   if (!flags.wait) {
-    return Print(s, doc, [&] { return "Follow it with: kubectl petrel status " + name + "\n"; });
+    return Print(s, doc, [&] { return "Follow it with: " + s.cli + " status " + name + "\n"; });
   }
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(flags.timeout_seconds);
@@ -580,7 +582,7 @@ Status RunSwitchover(Session& s, const std::string& name, const SwitchoverFlags&
     if (std::chrono::steady_clock::now() >= deadline) {
       return TimeoutError("the switchover to " + target + " has not finished after " +
                           std::to_string(flags.timeout_seconds) + " s (" + last +
-                          "); it continues in the background: kubectl petrel status " + name);
+                          "); it continues in the background: " + s.cli + " status " + name);
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
   }

@@ -353,6 +353,26 @@ std::optional<HttpRequest> KubeApi::Authenticate(const HttpRequest& r) const {
 }
 
 HttpResponse KubeApi::Handle(const HttpRequest& request) {
+  // A body of the wrong shape can make nlohmann::json throw; the server would log the path,
+  // which may hold the token, so answer here.
+  try {
+    return HandleUnchecked(request);
+  } catch (const std::exception& e) {
+    return BadRequest(std::string("malformed request: ") + e.what());
+  }
+}
+
+void KubeApi::Serve(const HttpRequest& request, const StartResponse& start) {
+  try {
+    ServeUnchecked(request, start);
+  } catch (const std::exception& e) {
+    // Before the stream starts this is the whole answer; after, it ends the stream.
+    HttpResponse error = BadRequest(std::string("malformed request: ") + e.what());
+    start(error.status, error.content_type).Write(error.body);
+  }
+}
+
+HttpResponse KubeApi::HandleUnchecked(const HttpRequest& request) {
   std::optional<HttpRequest> authenticated = Authenticate(request);
   if (!authenticated) {
     return Error(401, "Unauthorized",
@@ -591,7 +611,7 @@ bool KubeApi::ReadLog(const std::string& namespace_, const std::string& pod_name
   return true;
 }
 
-void KubeApi::Serve(const HttpRequest& request, const StartResponse& start) {
+void KubeApi::ServeUnchecked(const HttpRequest& request, const StartResponse& start) {
   auto answer = [&start](const HttpResponse& response) {
     ResponseStream& out = start(response.status, response.content_type);
     out.Write(response.body);

@@ -90,6 +90,8 @@ class KubeApi {
   bool ReadLog(const std::string& namespace_, const std::string& pod, const HttpRequest& r,
                std::string* content, LogCursor* cursor, HttpResponse* error);
 
+  HttpResponse HandleUnchecked(const HttpRequest& request);
+  void ServeUnchecked(const HttpRequest& request, const StartResponse& start);
   // The request with the /t/<token> prefix removed when it proves the token; nullopt if not.
   std::optional<HttpRequest> Authenticate(const HttpRequest& r) const;
   std::string TokenPrefix() const;

@@ -104,9 +104,10 @@ std::string MemberList(const Json& cluster) {
 
 }  // namespace
 
-std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_) {
+std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_,
+                                   const std::string& cli) {
   return "no PostgresCluster \"" + name + "\" in namespace \"" + namespace_ +
-         "\"; list them with: kubectl petrel list -n " + namespace_;
+         "\"; list them with: " + cli + " list -n " + namespace_;
 }
 
 // ---- list ----------------------------------------------------------------------------------
@@ -400,8 +401,7 @@ Result<std::string> ChooseSwitchoverTarget(const Json& cluster, const std::strin
   const std::string target = Str(cluster, "/status/targetPrimary"_json_pointer);
   if (primary.empty()) {
     return UnavailableError("cluster " + name +
-                            " has no primary yet; wait until it is ready (kubectl petrel status " +
-                            name + ")");
+                            " has no primary yet; wait until its status shows one");
   }
   if (!target.empty() && target != primary) {
     return UnavailableError("a switchover from " + primary + " to " + target +
@@ -503,8 +503,8 @@ Result<std::vector<LogSource>> LogSources(const std::string& cluster,
             [](const LogSource& a, const LogSource& b) { return a.pod < b.pod; });
   if (out.empty()) {
     if (pods.empty()) {
-      return NotFoundError("cluster " + cluster + " has no Pods yet; see kubectl petrel status " +
-                           cluster);
+      return NotFoundError("cluster " + cluster +
+                           " has no Pods yet; its status says what it is waiting for");
     }
     return NotFoundError("cluster " + cluster + " has no instance \"" + instance +
                          "\" (instances: " + names + ")");

@@ -20,8 +20,9 @@
 
 namespace petrel::plugin {
 
-// The line every "cluster not found" error ends with.
-std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_);
+// The line every "cluster not found" error ends with; `cli` is how the user runs the plugin.
+std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_,
+                                   const std::string& cli = "kubectl petrel");
 
 // ---- list ----------------------------------------------------------------------------------
 

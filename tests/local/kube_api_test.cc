@@ -104,6 +104,27 @@ TEST_F(KubeApiTest, TheTokenAsPathPrefixAuthenticatesClientsThatSendNoHeader) {
   EXPECT_EQ(response->status, 404);
 }
 
+TEST_F(KubeApiTest, MalformedBodiesAreBadRequestsAndChangeNothing) {
+  ASSERT_TRUE(client_->Create(resources::kPostgresCluster, Cluster("db")).ok());
+  HttpCallOptions auth;
+  auth.headers["Authorization"] = std::string("Bearer ") + kToken;
+  auto response =
+      HttpCall("DELETE", server_url_ + "/apis/petrel.dev/v1alpha1/namespaces/default/postgresclusters/db",
+               R"({"propagationPolicy": 5})", auth);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->status, 400) << response->body;
+  auth.headers["Content-Type"] = "application/strategic-merge-patch+json";
+  response = HttpCall("PATCH",
+                      server_url_ + "/apis/petrel.dev/v1alpha1/namespaces/default/postgresclusters/db",
+                      R"({"spec": {"replicas": 3}})", auth);
+  ASSERT_TRUE(response.ok());
+  EXPECT_EQ(response->status, 415);
+  EXPECT_THAT(response->body, HasSubstr("kubectl patch --type merge"));
+  auto db = client_->Get(resources::kPostgresCluster, {"default", "db"});
+  ASSERT_TRUE(db.ok());
+  EXPECT_EQ((*db)["spec"]["replicas"], 1);
+}
+
 TEST_F(KubeApiTest, CrudAndStatusSubresourceKeepKubernetesSemanticsAndErrorCodes) {
   auto created = client_->Create(resources::kPostgresCluster, Cluster("db"));
   ASSERT_TRUE(created.ok()) << created.status().ToString();
