@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 
 #include "api/attachment.h"
 #include "pg/attach_sql.h"
@@ -124,6 +125,7 @@ class PluginLocalE2e : public ::testing::Test {
     bool ready = testing::WaitFor(
         [] {
           if (up_->Poll().has_value()) return true;
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));  // one run per ~0.5 s
           PluginRun run = Run({"status", "db", "-o", "json"});
           if (run.exit_code != 0) return false;
           Json doc = Json::parse(run.out, nullptr, false);
