@@ -29,6 +29,7 @@
 #include "core/metrics.h"
 #include "local/addresses.h"
 #include "local/files.h"
+#include "local/kube_api.h"
 #include "local/manifests.h"
 #include "local/node_agent.h"
 #include "local/service_proxy.h"
@@ -60,11 +61,7 @@ struct LocalFlags {
 
 fs::path StateDir(const LocalFlags& flags) {
   if (!flags.state_dir.empty()) return fs::absolute(flags.state_dir);
-  if (const char* xdg = std::getenv("XDG_STATE_HOME"); xdg != nullptr && *xdg != '\0') {
-    return fs::path(xdg) / "petrel";
-  }
-  const char* home = std::getenv("HOME");
-  return fs::path(home != nullptr ? home : "/root") / ".local" / "state" / "petrel";
+  return DefaultLocalStateDir();
 }
 
 std::string RandomToken() {
@@ -457,7 +454,17 @@ void RunUp(const LocalFlags& flags) {
     shutdown = true;
     return HttpResponse::Text(202, "stopping\n");
   });
+  // The Kubernetes-compatible API for the plugin commands and kubectl (local/kube_api.h).
+  KubeApi kube_api(local, {token, state / "logs"});
+  kube_api.Register(**api);
   (*api)->Start();
+  const std::string server = "http://127.0.0.1:" + std::to_string((*api)->port());
+  Status kubeconfig = WriteFileAtomically(state / kLocalKubeconfigFile,
+                                          LocalKubeconfigYaml(server, token),
+                                          fs::perms::owner_read | fs::perms::owner_write);
+  if (!kubeconfig.ok()) Fail(kubeconfig.message());
+  std::printf("petrel local: Kubernetes API on %s (kubeconfig %s); try `petrel list`\n",
+              server.c_str(), (state / kLocalKubeconfigFile).c_str());
   Json runtime = {{"pid", ::getpid()},
                   {"api", "http://127.0.0.1:" + std::to_string((*api)->port())},
                   {"token", token}};
@@ -532,6 +539,7 @@ void RunUp(const LocalFlags& flags) {
   (*api)->Stop();
   std::error_code ec;
   fs::remove(state / kRuntimeFile, ec);
+  fs::remove(state / kLocalKubeconfigFile, ec);
   if (!manager_status.ok()) Fail("controllers stopped with an error: " + manager_status.ToString());
   std::printf("petrel local: stopped\n");
 }

@@ -25,6 +25,7 @@ int main(int argc, char** argv) {
 
   int exit_code = 0;
   petrel::AddKubectlPluginCommands(app, &exit_code);
+  petrel::AddLocalPluginCommands(app, &exit_code);
 
   std::vector<std::string> args = petrel::PluginArguments(argc, argv);
   std::vector<char*> arg_ptrs;

@@ -7,6 +7,8 @@
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <iostream>
 #include <memory>
 #include <optional>
@@ -18,7 +20,8 @@
 #include "cli/plugin/views.h"
 #include "controller/http_kube_client.h"
 #include "controller/kubeconfig.h"
-#include "core/base64.h"
+#include "local/kube_api.h"
+#include "local/store.h"
 #include "core/object.h"
 #include "core/status.h"
 #include "core/types.h"
@@ -30,27 +33,54 @@ namespace {
 
 using plugin::OutputFormat;
 
+// `kubectl petrel …` (kubectl's kubeconfig rules) or `petrel …` (local mode: falls back to the
+// kubeconfig that `petrel local up` writes into its state directory).
+enum class PluginMode { kKubectl, kLocal };
+
 struct GlobalFlags {
+  PluginMode mode = PluginMode::kKubectl;
   std::string kubeconfig;
   std::string context;
   std::string namespace_;
   std::string output;
+  std::string state_dir;  // local mode only
   bool all_namespaces = false;
 };
 
 // An open connection to the API plus the resolved namespace and output format.
 struct Session {
+  std::string cli;  // how the user runs these commands, for hints: "kubectl petrel" or "petrel"
   std::unique_ptr<HttpKubeClient> client;
   std::string namespace_;
   OutputFormat format = OutputFormat::kTable;
   bool all_namespaces = false;
 };
 
+// Local mode without --kubeconfig or $KUBECONFIG: the running petrel local's kubeconfig.
+Result<std::string> LocalKubeconfig(const GlobalFlags& flags) {
+  std::filesystem::path state =
+      flags.state_dir.empty() ? DefaultLocalStateDir() : std::filesystem::absolute(flags.state_dir);
+  std::filesystem::path path = state / kLocalKubeconfigFile;
+  std::error_code ec;
+  if (StateDirLock::HolderPid(state) == 0 || !std::filesystem::exists(path, ec)) {
+    return NotFoundError("no petrel local is running with state directory " + state.string() +
+                         "; start one with `petrel local up -f FILE` (or pass --state-dir), or "
+                         "point at a Kubernetes cluster with --kubeconfig or $KUBECONFIG");
+  }
+  return path.string();
+}
+
 Result<Session> OpenSession(const GlobalFlags& flags) {
   Session session;
+  session.cli = flags.mode == PluginMode::kLocal ? "petrel" : "kubectl petrel";
   PETREL_ASSIGN_OR_RETURN(session.format, plugin::ParseOutputFormat(flags.output));
   Result<KubeConfig> config = InternalError("unset");
-  if (!flags.kubeconfig.empty()) {
+  const char* env_kubeconfig = std::getenv("KUBECONFIG");
+  bool env_set = env_kubeconfig != nullptr && *env_kubeconfig != '\0';
+  if (flags.mode == PluginMode::kLocal && flags.kubeconfig.empty() && !env_set) {
+    PETREL_ASSIGN_OR_RETURN(std::string local, LocalKubeconfig(flags));
+    config = LoadKubeconfigFiles({local}, flags.context);
+  } else if (!flags.kubeconfig.empty()) {
     std::error_code ec;
     if (!std::filesystem::exists(flags.kubeconfig, ec)) {
       return NotFoundError("kubeconfig file \"" + flags.kubeconfig +
@@ -92,9 +122,9 @@ Result<Json> GetCluster(Session& s, const std::string& name) {
   if (!ns.ok() && ns.status().code() == Code::kNotFound) {
     return NotFoundError(
         "namespace \"" + s.namespace_ +
-        "\" does not exist; list clusters everywhere with: kubectl petrel list -A");
+        "\" does not exist; list clusters everywhere with: " + s.cli + " list -A");
   }
-  return NotFoundError(plugin::ClusterNotFoundMessage(name, s.namespace_));
+  return NotFoundError(plugin::ClusterNotFoundMessage(name, s.namespace_, s.cli));
 }
 
 // Attachments that reference `cluster`, from every namespace the caller may list.
@@ -294,7 +324,7 @@ Status RunConnect(Session& s, const std::string& name, const ConnectFlags& flags
       if (attachment.status().code() == Code::kNotFound) {
         return NotFoundError("no PostgresAttachment \"" + flags.as + "\" in namespace \"" +
                              s.namespace_ + "\"; see the cluster's attachments with: " +
-                             "kubectl petrel status " + name + " -n " + s.namespace_);
+                             s.cli + " status " + name + " -n " + s.namespace_);
       }
       return attachment.status().Annotate("reading PostgresAttachment " + flags.as);
     }
@@ -367,7 +397,7 @@ Status RunAttach(Session& s, const std::string& cluster, const std::string& app,
   if (!created.ok()) {
     if (created.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("PostgresAttachment " + request.app.ToString() +
-                                " already exists; detach it first (kubectl petrel detach " + app +
+                                " already exists; detach it first (" + s.cli + " detach " + app +
                                 " -n " + request.app.namespace_ + ") or pick another app name");
     }
     return created.status().Annotate("creating PostgresAttachment " + request.app.ToString());
@@ -430,7 +460,7 @@ std::string Prompt(const std::string& question, const std::string& fallback) {
 Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   bool interactive = ::isatty(STDIN_FILENO) == 1;
   if (name.empty()) {
-    if (!interactive) return InvalidError("a cluster name is required: kubectl petrel create NAME");
+    if (!interactive) return InvalidError("a cluster name is required: " + s.cli + " create NAME");
     name = Prompt("Cluster name", "");
   }
   if (flags.preset.empty()) {
@@ -463,7 +493,7 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
   if (!created.ok()) {
     if (created.status().code() == Code::kAlreadyExists) {
       return AlreadyExistsError("PostgresCluster " + request.cluster.ToString() +
-                                " already exists; see it with: kubectl petrel status " + name +
+                                " already exists; see it with: " + s.cli + " status " + name +
                                 " -n " + s.namespace_);
     }
     if (created.status().code() == Code::kNotFound) {
@@ -472,7 +502,7 @@ Status RunCreate(Session& s, std::string name, CreateFlags flags) {
     return created.status().Annotate("creating PostgresCluster " + request.cluster.ToString());
   }
   std::cout << "postgrescluster.petrel.dev/" << name << " created in namespace " << s.namespace_
-            << " (" << flags.preset << " preset)\nWatch it come up with: kubectl petrel status "
+            << " (" << flags.preset << " preset)\nWatch it come up with: " << s.cli << " status "
             << name << " -n " << s.namespace_ << "\n";
   return Status::Ok();
 }
@@ -519,6 +549,194 @@ Status RunSnapshot(Session& s, const std::string& name) {
   });
 }
 
+Status RunChecks(Session& s, const std::string& name) {
+  PETREL_ASSIGN_OR_RETURN(Json cluster, GetCluster(s, name));
+  Json report = plugin::ChecksReport(cluster);
+  return Print(s, report, [&] { return plugin::RenderChecksText(report); });
+}
+
+struct SwitchoverFlags {
+  std::string to;
+  bool wait = true;
+  int timeout_seconds = 180;
+};
+
+// Asks for the switchover: a merge patch of status.targetPrimary, guarded by the
+// resourceVersion that was validated, so that a concurrent change is re-read and re-checked.
+Result<std::pair<std::string, std::string>> RequestSwitchover(Session& s, const std::string& name,
+                                                              const std::string& to) {
+  constexpr int kAttempts = 5;
+  for (int attempt = 1;; ++attempt) {
+    PETREL_ASSIGN_OR_RETURN(Json cluster, GetCluster(s, name));
+    PETREL_ASSIGN_OR_RETURN(std::string target, plugin::ChooseSwitchoverTarget(cluster, to));
+    std::string from = cluster["status"].value("currentPrimary", "");
+    Json patch = {{"metadata", {{"resourceVersion", meta::ResourceVersion(cluster)}}},
+                  {"status", {{"targetPrimary", target}}}};
+    PatchOptions options;
+    options.subresource = "status";
+    options.field_manager = kKubectlPluginName;
+    auto patched = s.client->Patch(resources::kPostgresCluster, {s.namespace_, name},
+                                   PatchType::kMerge, patch, options);
+    if (patched.ok()) return std::make_pair(from, target);
+    if (patched.status().code() != Code::kConflict || attempt == kAttempts) {
+      return patched.status().Annotate("setting status.targetPrimary of PostgresCluster " +
+                                       s.namespace_ + "/" + name);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 * attempt));
+  }
+}
+
+Status RunSwitchover(Session& s, const std::string& name, const SwitchoverFlags& flags) {
+  if (flags.timeout_seconds <= 0) return InvalidError("--timeout must be a positive number of seconds");
+  PETREL_ASSIGN_OR_RETURN(auto requested, RequestSwitchover(s, name, flags.to));
+  const auto& [from, target] = requested;
+  Json doc = {{"cluster", s.namespace_ + "/" + name},
+              {"previousPrimary", from},
+              {"targetPrimary", target},
+              {"currentPrimary", from},
+              {"completed", false}};
+  if (s.format == OutputFormat::kTable) {
+    std::cout << "Switchover of " << s.namespace_ << "/" << name << " from " << from << " to "
+              << target << " requested" << std::endl;
+  }
+  if (!flags.wait) {
+    return Print(s, doc, [&] { return "Follow it with: " + s.cli + " status " + name + "\n"; });
+  }
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(flags.timeout_seconds);
+  std::string last;
+  while (true) {
+    auto cluster = s.client->Get(resources::kPostgresCluster, {s.namespace_, name});
+    if (!cluster.ok()) return cluster.status().Annotate("following the switchover of " + name);
+    plugin::SwitchoverProgress progress = plugin::EvaluateSwitchover(*cluster, target);
+    if (progress.state == plugin::SwitchoverState::kAborted) return UnavailableError(progress.message);
+    if (progress.state == plugin::SwitchoverState::kDone) {
+      doc["currentPrimary"] = target;
+      doc["completed"] = true;
+      return Print(s, doc, [&] {
+        return "Switchover complete: " + target + " is the primary of " + s.namespace_ + "/" +
+               name + " (was " + from + ")\n";
+      });
+    }
+    if (progress.message != last && s.format == OutputFormat::kTable) {
+      std::cerr << "  " << progress.message << std::endl;
+    }
+    last = progress.message;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      return TimeoutError("the switchover to " + target + " has not finished after " +
+                          std::to_string(flags.timeout_seconds) + " s (" + last +
+                          "); it continues in the background: " + s.cli + " status " + name);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  }
+}
+
+struct LogsFlags {
+  std::string instance;
+  int64_t tail = -1;
+  bool follow = false;
+};
+
+// Writes log data to stdout, whole lines only when several Pods share it, each prefixed with
+// its Pod's name. Thread-safe: one writer per Pod.
+class LogPrinter {
+ public:
+  explicit LogPrinter(bool prefix) : prefix_(prefix) {}
+
+  void Write(const std::string& pod, std::string_view data) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!prefix_) {
+      std::cout.write(data.data(), static_cast<std::streamsize>(data.size()));
+      std::cout.flush();
+      return;
+    }
+    std::string& pending = pending_[pod];
+    pending.append(data);
+    size_t start = 0;
+    size_t nl;
+    while ((nl = pending.find('\n', start)) != std::string::npos) {
+      std::cout << "[" << pod << "] " << std::string_view(pending).substr(start, nl + 1 - start);
+      start = nl + 1;
+    }
+    pending.erase(0, start);
+    std::cout.flush();
+  }
+
+  void Finish(const std::string& pod) {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string& pending = pending_[pod];
+    if (prefix_ && !pending.empty()) std::cout << "[" << pod << "] " << pending << "\n";
+    pending.clear();
+    std::cout.flush();
+  }
+
+ private:
+  const bool prefix_;
+  std::mutex mu_;
+  std::map<std::string, std::string> pending_;  // guarded by mu_
+};
+
+Status ReadPodLog(Session& s, const plugin::LogSource& source, int64_t tail,
+                  plugin::LogFollow follow, LogPrinter& printer) {
+  std::string path = plugin::PodLogPath(s.namespace_, source, tail, follow);
+  auto annotate = [&](const Status& status) {
+    return status.Annotate("reading the log of Pod " + s.namespace_ + "/" + source.pod +
+                           " (container " + source.container + ")");
+  };
+  if (source.node.empty()) {
+    // kube-apiserver answers an empty log for such a Pod; say why instead.
+    return annotate(UnavailableError(
+        "the Pod is not scheduled to a node yet, so no kubelet runs it and it has no log; "
+        "see kubectl describe pod " + source.pod + " -n " + s.namespace_));
+  }
+  if (follow == plugin::LogFollow::kYes) {
+    // Runs until the log ends (the Pod stops) or the user interrupts; a day at most.
+    Status st = s.client->RawGetStream(
+        path,
+        [&](std::string_view data) {
+          printer.Write(source.pod, data);
+          return true;
+        },
+        std::chrono::hours(24));
+    printer.Finish(source.pod);
+    return st.ok() ? st : annotate(st);
+  }
+  auto body = s.client->RawGet(path);
+  if (!body.ok()) return annotate(body.status());
+  printer.Write(source.pod, *body);
+  printer.Finish(source.pod);
+  return Status::Ok();
+}
+
+Status RunLogs(Session& s, const std::string& name, const LogsFlags& flags) {
+  PETREL_RETURN_IF_ERROR(GetCluster(s, name).status());
+  ListOptions options;
+  options.label_selector = "petrel.dev/cluster=" + name;
+  auto pods = s.client->ListAll(resources::kPod, s.namespace_, options);
+  if (!pods.ok()) return pods.status().Annotate("listing the Pods of cluster " + name);
+  PETREL_ASSIGN_OR_RETURN(auto sources, plugin::LogSources(name, pods->items, flags.instance));
+  LogPrinter printer(sources.size() > 1);
+  auto follow = flags.follow ? plugin::LogFollow::kYes : plugin::LogFollow::kNo;
+  if (!flags.follow || sources.size() == 1) {
+    Status first;
+    for (const auto& source : sources) {
+      Status st = ReadPodLog(s, source, flags.tail, follow, printer);
+      if (!st.ok() && first.ok()) first = st;
+    }
+    return first;
+  }
+  std::vector<Status> results(sources.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < sources.size(); ++i) {
+    threads.emplace_back([&, i] { results[i] = ReadPodLog(s, sources[i], flags.tail, follow, printer); });
+  }
+  for (auto& t : threads) t.join();
+  for (const auto& st : results) {
+    if (!st.ok()) return st;
+  }
+  return Status::Ok();
+}
+
 // Runs a command; a failure is printed as "error: …" and turns into exit status 1.
 void Report(Status status, int* exit_code) {
   if (status.ok()) return;
@@ -541,19 +759,12 @@ std::vector<std::string> PluginArguments(int argc, char** argv) {
   return args;
 }
 
-void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
-  auto flags = std::make_shared<GlobalFlags>();
-  auto* kubectl =
-      app.add_subcommand("kubectl",
-                         "kubectl plugin: link this binary as kubectl-petrel on PATH and run "
-                         "`kubectl petrel …`");
-  kubectl->require_subcommand(1);
-  kubectl->add_option("--kubeconfig", flags->kubeconfig, "Path to the kubeconfig file");
-  kubectl->add_option("--context", flags->context, "The kubeconfig context to use");
-  kubectl->add_option("-n,--namespace", flags->namespace_,
-                      "Namespace (default: the context's namespace)");
-  kubectl->add_option("-o,--output", flags->output, "Output format: table (default), json, yaml");
+namespace {
 
+// The commands, under `parent` ("kubectl", or the root in local mode).
+void AddPluginCommands(CLI::App* parent, const std::shared_ptr<GlobalFlags>& flags,
+                       int* exit_code) {
+  CLI::App* kubectl = parent;
   // Runs `body` with an open session; every error becomes exit status 1.
   auto run = [flags, exit_code](const std::function<Status(Session&)>& body) {
     auto session = OpenSession(*flags);
@@ -661,6 +872,80 @@ void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
   create->callback([run, cluster, create_flags] {
     run([&](Session& s) { return RunCreate(s, *cluster, *create_flags); });
   });
+
+  auto checks = sub(kubectl, "checks", "Health checks of a cluster's instances");
+  checks->require_subcommand(1);
+  auto* checks_list = sub(checks, "list", "Fly's vm, pg and role checks of every instance");
+  checks_list->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  checks_list->callback(
+      [run, cluster] { run([cluster](Session& s) { return RunChecks(s, *cluster); }); });
+
+  auto switchover_flags = std::make_shared<SwitchoverFlags>();
+  auto* switchover = sub(kubectl, "switchover",
+                         "Make a replica the primary (sets status.targetPrimary; the controller "
+                         "fences the old primary, promotes the new one and rejoins the old)");
+  switchover->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  switchover->add_option("--to", switchover_flags->to,
+                         "The replica to promote (default: the most advanced ready replica)");
+  switchover->add_flag("--wait,!--no-wait", switchover_flags->wait,
+                       "Wait until the new primary is ready (default) or return at once");
+  switchover->add_option("--timeout", switchover_flags->timeout_seconds,
+                         "Seconds to wait for the switchover")
+      ->capture_default_str();
+  switchover->callback([run, cluster, switchover_flags] {
+    run([&](Session& s) { return RunSwitchover(s, *cluster, *switchover_flags); });
+  });
+
+  auto logs_flags = std::make_shared<LogsFlags>();
+  auto* logs = sub(kubectl, "logs",
+                   "Postgres logs of a cluster's instances (all, prefixed with the instance, or "
+                   "one)");
+  logs->add_option("CLUSTER", *cluster, "PostgresCluster name")->required();
+  logs->add_option("INSTANCE", logs_flags->instance, "Only this instance, e.g. db-2");
+  logs->add_option("--tail", logs_flags->tail, "Only the last N lines of each log");
+  logs->add_flag("-f,--follow", logs_flags->follow,
+                 "Keep printing new lines until interrupted or the Pod stops");
+  logs->callback([run, cluster, logs_flags] {
+    run([&](Session& s) { return RunLogs(s, *cluster, *logs_flags); });
+  });
+}
+
+}  // namespace
+
+void AddKubectlPluginCommands(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<GlobalFlags>();
+  auto* kubectl =
+      app.add_subcommand("kubectl",
+                         "kubectl plugin: link this binary as kubectl-petrel on PATH and run "
+                         "`kubectl petrel …`");
+  kubectl->require_subcommand(1);
+  kubectl->add_option("--kubeconfig", flags->kubeconfig, "Path to the kubeconfig file");
+  kubectl->add_option("--context", flags->context, "The kubeconfig context to use");
+  kubectl->add_option("-n,--namespace", flags->namespace_,
+                      "Namespace (default: the context's namespace)");
+  kubectl->add_option("-o,--output", flags->output, "Output format: table (default), json, yaml");
+  AddPluginCommands(kubectl, flags, exit_code);
+}
+
+void AddLocalPluginCommands(CLI::App& app, int* exit_code) {
+  auto flags = std::make_shared<GlobalFlags>();
+  flags->mode = PluginMode::kLocal;
+  const char* group = "Options of the plugin commands (status, logs, switchover, ...)";
+  app.add_option("--kubeconfig", flags->kubeconfig,
+                 "Kubeconfig file (default: $KUBECONFIG, else the running petrel local's "
+                 "<state-dir>/kubeconfig)")
+      ->group(group);
+  app.add_option("--state-dir", flags->state_dir,
+                 "State directory of the petrel local to talk to (default: "
+                 "$XDG_STATE_HOME/petrel or ~/.local/state/petrel)")
+      ->group(group);
+  app.add_option("--context", flags->context, "The kubeconfig context to use")->group(group);
+  app.add_option("-n,--namespace", flags->namespace_,
+                 "Namespace (default: the context's, \"default\" for petrel local)")
+      ->group(group);
+  app.add_option("-o,--output", flags->output, "Output format: table (default), json, yaml")
+      ->group(group);
+  AddPluginCommands(&app, flags, exit_code);
 }
 
 }  // namespace petrel

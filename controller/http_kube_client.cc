@@ -747,6 +747,44 @@ Result<std::string> HttpKubeClient::RawGet(const std::string& path) {
   return std::move(a.response.body);
 }
 
+Status HttpKubeClient::RawGetStream(const std::string& path,
+                                    const std::function<bool(std::string_view data)>& on_data,
+                                    std::chrono::milliseconds max_duration) {
+  const std::string what = "GET " + path;
+  PETREL_ASSIGN_OR_RETURN(Attempt a,
+                          impl_->Send({"get", "GET", impl_->address.base_path + path}, true));
+  if (!a.conn) {
+    return UnavailableError(what + ": the server answered HTTP " +
+                            std::to_string(a.response.code) + " instead of a stream");
+  }
+  Conn& conn = *a.conn;
+  auto& parser = *a.stream_parser;
+  conn.Lowest().expires_at(Clock::now() + max_duration);
+  char chunk[16384];
+  while (!parser.is_done()) {
+    parser.get().body().data = chunk;
+    parser.get().body().size = sizeof chunk;
+    bool done = false;
+    beast::error_code ec;
+    conn.StartReadSome(parser, [&](beast::error_code e) {
+      ec = e;
+      done = true;
+    });
+    conn.io().restart();
+    while (!done && conn.io().run_one() > 0) {
+    }
+    if (ec == http::error::need_buffer) ec = {};
+    size_t n = sizeof chunk - parser.get().body().size;
+    if (n > 0 && !on_data(std::string_view(chunk, n))) return Status::Ok();
+    if (ec == beast::error::timeout) {
+      return TimeoutError(what + ": still open after " + std::to_string(max_duration.count()) +
+                          " ms");
+    }
+    if (ec) return UnavailableError(what + ": " + ec.message());
+  }
+  return Status::Ok();
+}
+
 Result<Json> HttpKubeClient::Get(const ResourceType& type, const ObjectKey& key) {
   PETREL_RETURN_IF_ERROR(impl_->CheckKey(type, key, "get"));
   return impl_->SendJson({"get", "GET", impl_->Target(type, key.namespace_, key.name)});

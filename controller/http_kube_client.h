@@ -22,6 +22,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "controller/kube_client.h"
 #include "controller/kubeconfig.h"
@@ -57,6 +58,13 @@ class HttpKubeClient : public KubeClient {
   // GET of a path outside the resource API ("/readyz", "/version", discovery); the body of a
   // 2xx answer, else the mapped error.
   Result<std::string> RawGet(const std::string& path);
+  // GET of a path whose body arrives over time, like pods/NAME/log?follow=true: `on_data` gets
+  // each piece as it arrives and returns false to stop reading. Opening is bounded by
+  // request_timeout (with its retries); the body is read until the server ends it, `on_data`
+  // stops, or `max_duration` passes (Timeout).
+  Status RawGetStream(const std::string& path,
+                      const std::function<bool(std::string_view data)>& on_data,
+                      std::chrono::milliseconds max_duration);
 
   Result<Json> Get(const ResourceType& type, const ObjectKey& key) override;
   Result<ObjectList> List(const ResourceType& type, const std::string& namespace_,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
+#include <limits>
 #include <regex>
 #include <set>
 
@@ -57,11 +58,56 @@ std::string AttachmentRef(const Json& summary) {
   return summary["namespace"].get<std::string>() + "/" + summary["name"].get<std::string>();
 }
 
+// status.instances[].checks as [{name, status, output}], or null when the instance reports
+// none. Tolerant: "state" is accepted for "status", unknown values are kept as they are.
+Json InstanceChecks(const Json& instance) {
+  if (!instance.contains("checks") || !instance["checks"].is_array()) return nullptr;
+  Json checks = Json::array();
+  for (const auto& c : instance["checks"]) {
+    if (!c.is_object()) continue;
+    checks.push_back({{"name", Str(c, "/name"_json_pointer)},
+                      {"status", Str(c, "/status"_json_pointer, Str(c, "/state"_json_pointer))},
+                      {"output", Str(c, "/output"_json_pointer)}});
+  }
+  return checks;
+}
+
+// "0/3000060" as a number; nullopt when it is not an LSN.
+std::optional<uint64_t> ParseLsn(const std::string& text) {
+  static const std::regex kLsn(R"(^([0-9A-Fa-f]{1,8})/([0-9A-Fa-f]{1,8})$)");
+  std::smatch m;
+  if (!std::regex_match(text, m, kLsn)) return std::nullopt;
+  return (std::stoull(m[1].str(), nullptr, 16) << 32) | std::stoull(m[2].str(), nullptr, 16);
+}
+
+const Json* FindInstance(const Json& cluster, const std::string& name) {
+  if (!cluster.contains("/status/instances"_json_pointer) ||
+      !cluster["status"]["instances"].is_array()) {
+    return nullptr;
+  }
+  for (const auto& inst : cluster["status"]["instances"]) {
+    if (inst.is_object() && Str(inst, "/name"_json_pointer) == name) return &inst;
+  }
+  return nullptr;
+}
+
+std::string MemberList(const Json& cluster) {
+  std::string names;
+  if (cluster.contains("/status/instances"_json_pointer) &&
+      cluster["status"]["instances"].is_array()) {
+    for (const auto& inst : cluster["status"]["instances"]) {
+      names += (names.empty() ? "" : ", ") + Str(inst, "/name"_json_pointer);
+    }
+  }
+  return names.empty() ? "none reported yet" : names;
+}
+
 }  // namespace
 
-std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_) {
+std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_,
+                                   const std::string& cli) {
   return "no PostgresCluster \"" + name + "\" in namespace \"" + namespace_ +
-         "\"; list them with: kubectl petrel list -n " + namespace_;
+         "\"; list them with: " + cli + " list -n " + namespace_;
 }
 
 // ---- list ----------------------------------------------------------------------------------
@@ -168,7 +214,8 @@ Json StatusReport(const ClusterObjects& objects) {
                            {"lsn", Str(inst, "/lsn"_json_pointer)},
                            {"lagBytes", lag},
                            {"timeline", Int(inst, "/timeline"_json_pointer, 0)},
-                           {"message", Str(inst, "/message"_json_pointer)}});
+                           {"message", Str(inst, "/message"_json_pointer)},
+                           {"checks", InstanceChecks(inst)}});
     }
   }
   report["instances"] = instances;
@@ -258,12 +305,13 @@ std::string RenderStatusText(const Json& report) {
   }
   section("Conditions:", conds, "  (none reported yet)");
 
-  Table insts{{"NAME", "ROLE", "READY", "PHASE", "LAG", "TIMELINE", "MESSAGE"}, {}};
+  Table insts{{"NAME", "ROLE", "READY", "PHASE", "LAG", "TIMELINE", "CHECKS", "MESSAGE"}, {}};
   for (const auto& i : report["instances"]) {
     insts.rows.push_back(
         {CellOf(i["name"]), CellOf(i["role"]), CellOf(i["ready"]), CellOf(i["phase"]),
          i["lagBytes"].is_null() ? "-" : HumanBytes(i["lagBytes"].get<int64_t>()),
-         i["timeline"].get<int64_t>() == 0 ? "-" : CellOf(i["timeline"]), CellOf(i["message"])});
+         i["timeline"].get<int64_t>() == 0 ? "-" : CellOf(i["timeline"]),
+         ChecksSummary(i["checks"]), CellOf(i["message"])});
   }
   section("Instances:", insts, "  (none reported yet)");
 
@@ -294,6 +342,185 @@ std::string RenderStatusText(const Json& report) {
     out += "  note: " + report["attachmentsNote"].get<std::string>() + "\n";
   }
   return out;
+}
+
+// ---- checks list ------------------------------------------------------------------------------
+
+std::string ChecksSummary(const Json& checks) {
+  if (!checks.is_array() || checks.empty()) return "-";
+  std::map<std::string, int> by_status;
+  for (const auto& c : checks) ++by_status[Str(c, "/status"_json_pointer, "unknown")];
+  std::string out = std::to_string(checks.size()) + " total";
+  for (const char* s : {"passing", "warning", "critical"}) {
+    if (by_status.count(s)) out += ", " + std::to_string(by_status[s]) + " " + s;
+    by_status.erase(s);
+  }
+  for (const auto& [s, n] : by_status) out += ", " + std::to_string(n) + " " + s;
+  return out;
+}
+
+Json ChecksReport(const Json& cluster) {
+  Json rows = Json::array();
+  if (cluster.contains("/status/instances"_json_pointer) &&
+      cluster["status"]["instances"].is_array()) {
+    for (const auto& inst : cluster["status"]["instances"]) {
+      Json base = {{"instance", Str(inst, "/name"_json_pointer)},
+                   {"role", Str(inst, "/role"_json_pointer)}};
+      Json checks = InstanceChecks(inst);
+      if (checks.is_null() || checks.empty()) {
+        Json row = base;
+        row.update({{"name", nullptr}, {"status", nullptr}, {"output", nullptr}});
+        rows.push_back(std::move(row));
+        continue;
+      }
+      for (const auto& c : checks) {
+        Json row = base;
+        row.update(c);
+        rows.push_back(std::move(row));
+      }
+    }
+  }
+  return {{"cluster", meta::Key(cluster).ToString()}, {"checks", rows}};
+}
+
+std::string RenderChecksText(const Json& report) {
+  std::string out = "Health checks of " + report["cluster"].get<std::string>() + "\n";
+  Table t{{"INSTANCE", "ROLE", "NAME", "STATUS", "OUTPUT"}, {}};
+  for (const auto& r : report["checks"]) {
+    t.rows.push_back({CellOf(r["instance"]), CellOf(r["role"]), CellOf(r["name"]),
+                      CellOf(r["status"]), CellOf(r["output"])});
+  }
+  return out + (t.rows.empty() ? "  (no instances reported yet)\n" : RenderTable(t));
+}
+
+// ---- switchover ---------------------------------------------------------------------------------
+
+Result<std::string> ChooseSwitchoverTarget(const Json& cluster, const std::string& requested) {
+  const std::string name = meta::Name(cluster);
+  const std::string primary = Str(cluster, "/status/currentPrimary"_json_pointer);
+  const std::string target = Str(cluster, "/status/targetPrimary"_json_pointer);
+  if (primary.empty()) {
+    return UnavailableError("cluster " + name +
+                            " has no primary yet; wait until its status shows one");
+  }
+  if (!target.empty() && target != primary) {
+    return UnavailableError("a switchover from " + primary + " to " + target +
+                            " is already under way; wait for it to finish");
+  }
+  if (!requested.empty()) {
+    if (requested == primary) {
+      return InvalidError(requested + " is already the primary of cluster " + name +
+                          "; pick a replica with --to (instances: " + MemberList(cluster) + ")");
+    }
+    const Json* inst = FindInstance(cluster, requested);
+    if (inst == nullptr) {
+      return NotFoundError("cluster " + name + " has no instance \"" + requested +
+                           "\" (instances: " + MemberList(cluster) + ")");
+    }
+    if (!inst->value("ready", false)) {
+      std::string phase = Str(*inst, "/phase"_json_pointer);
+      return UnavailableError("instance " + requested + " is not ready" +
+                              (phase.empty() ? "" : " (phase " + phase + ")") +
+                              "; a switchover needs a ready, streaming replica");
+    }
+    return requested;
+  }
+  const Json* best = nullptr;
+  std::optional<uint64_t> best_lsn;
+  auto lag = [](const Json& i) {
+    int64_t l = Int(i, "/lagBytes"_json_pointer, -1);
+    return l < 0 ? std::numeric_limits<int64_t>::max() : l;
+  };
+  static const Json kNone = Json::array();
+  const Json& instances = cluster.contains("/status/instances"_json_pointer)
+                              ? cluster.at("/status/instances"_json_pointer)
+                              : kNone;
+  for (const auto& inst : instances) {
+    std::string n = Str(inst, "/name"_json_pointer);
+    if (n == primary || !inst.value("ready", false)) continue;
+    std::optional<uint64_t> lsn = ParseLsn(Str(inst, "/lsn"_json_pointer));
+    bool better = best == nullptr || lsn.value_or(0) > best_lsn.value_or(0) ||
+                  (lsn.value_or(0) == best_lsn.value_or(0) &&
+                   (lag(inst) < lag(*best) ||
+                    (lag(inst) == lag(*best) && n < Str(*best, "/name"_json_pointer))));
+    if (better) {
+      best = &inst;
+      best_lsn = lsn;
+    }
+  }
+  if (best == nullptr) {
+    return UnavailableError("cluster " + name + " has no ready replica to switch over to (" +
+                            "instances: " + MemberList(cluster) + ")");
+  }
+  return Str(*best, "/name"_json_pointer);
+}
+
+SwitchoverProgress EvaluateSwitchover(const Json& cluster, const std::string& target) {
+  const std::string primary = Str(cluster, "/status/currentPrimary"_json_pointer);
+  const std::string now_target = Str(cluster, "/status/targetPrimary"_json_pointer);
+  std::string reason = Str(cluster, "/status/phaseReason"_json_pointer);
+  std::string phase = Str(cluster, "/status/phase"_json_pointer, "Pending");
+  std::string where = phase + (reason.empty() ? "" : " (" + reason + ")");
+  if (primary == target) {
+    const Json* inst = FindInstance(cluster, target);
+    if (inst != nullptr && inst->value("ready", false) && Str(*inst, "/role"_json_pointer) == "primary") {
+      return {SwitchoverState::kDone, target + " is the primary"};
+    }
+    return {SwitchoverState::kInProgress, target + " is being promoted: " + where};
+  }
+  if (!now_target.empty() && now_target != target) {
+    return {SwitchoverState::kAborted,
+            "the controller did not carry out the switchover: status.targetPrimary is now " +
+                now_target + " and " + primary + " is still the primary; cluster phase " + where +
+                " (see its events: kubectl get events --field-selector involvedObject.name=" +
+                meta::Name(cluster) + ")"};
+  }
+  return {SwitchoverState::kInProgress, "primary still " + primary + ": " + where};
+}
+
+// ---- logs ---------------------------------------------------------------------------------------
+
+Result<std::vector<LogSource>> LogSources(const std::string& cluster,
+                                          const std::vector<Json>& pods,
+                                          const std::string& instance) {
+  std::vector<LogSource> out;
+  std::string names;
+  for (const auto& pod : pods) {
+    std::string pod_name = meta::Name(pod);
+    names += (names.empty() ? "" : ", ") + pod_name;
+    if (!instance.empty() && pod_name != instance) continue;
+    LogSource source{pod_name, "", Str(pod, "/spec/nodeName"_json_pointer)};
+    if (pod.contains("/spec/containers"_json_pointer) && pod["spec"]["containers"].is_array()) {
+      for (const auto& c : pod["spec"]["containers"]) {
+        std::string n = Str(c, "/name"_json_pointer);
+        if (source.container.empty() || n == "postgres") source.container = n;
+        if (n == "postgres") break;
+      }
+    }
+    out.push_back(std::move(source));
+  }
+  std::sort(out.begin(), out.end(),
+            [](const LogSource& a, const LogSource& b) { return a.pod < b.pod; });
+  if (out.empty()) {
+    if (pods.empty()) {
+      return NotFoundError("cluster " + cluster +
+                           " has no Pods yet; its status says what it is waiting for");
+    }
+    return NotFoundError("cluster " + cluster + " has no instance \"" + instance +
+                         "\" (instances: " + names + ")");
+  }
+  return out;
+}
+
+std::string PodLogPath(const std::string& namespace_, const LogSource& source, int64_t tail_lines,
+                       LogFollow follow) {
+  std::string path = "/api/v1/namespaces/" + namespace_ + "/pods/" + source.pod + "/log";
+  std::string query;
+  auto add = [&query](const std::string& kv) { query += (query.empty() ? "?" : "&") + kv; };
+  if (!source.container.empty()) add("container=" + source.container);
+  if (tail_lines >= 0) add("tailLines=" + std::to_string(tail_lines));
+  if (follow == LogFollow::kYes) add("follow=true");
+  return path + query;
 }
 
 // ---- users list / db list --------------------------------------------------------------------

@@ -20,8 +20,9 @@
 
 namespace petrel::plugin {
 
-// The line every "cluster not found" error ends with.
-std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_);
+// The line every "cluster not found" error ends with; `cli` is how the user runs the plugin.
+std::string ClusterNotFoundMessage(const std::string& name, const std::string& namespace_,
+                                   const std::string& cli = "kubectl petrel");
 
 // ---- list ----------------------------------------------------------------------------------
 
@@ -53,6 +54,55 @@ struct ClusterObjects {
 Json StatusReport(const ClusterObjects& objects);
 // The human form of StatusReport: a header block and one table per section.
 std::string RenderStatusText(const Json& report);
+
+// ---- checks list ------------------------------------------------------------------------------
+
+// Fly's three health checks per instance (status.instances[].checks, each {name, status
+// passing|warning|critical, output}), read tolerantly: an instance that reports no checks
+// yet has a row with "-" everywhere. {cluster, checks: [{instance, role, name, status,
+// output}]}.
+Json ChecksReport(const Json& cluster);
+// INSTANCE ROLE NAME STATUS OUTPUT.
+std::string RenderChecksText(const Json& report);
+// Fly's status column: "3 total, 2 passing, 1 critical"; "-" when the instance has no checks.
+std::string ChecksSummary(const Json& checks);
+
+// ---- switchover ---------------------------------------------------------------------------------
+
+// Which instance to make the primary. With `requested` empty: the ready replica with the
+// highest LSN (ties: smaller lag, then lower name). Errors say what is wrong and what to do:
+// NotFound (no such instance, listing the members), Unavailable (no primary yet, the target
+// is not ready, no ready replica, a switchover already under way), Invalid (already the
+// primary).
+Result<std::string> ChooseSwitchoverTarget(const Json& cluster, const std::string& requested);
+
+enum class SwitchoverState { kInProgress, kDone, kAborted };
+struct SwitchoverProgress {
+  SwitchoverState state = SwitchoverState::kInProgress;
+  std::string message;  // one line: where it stands, from the cluster's status
+};
+// How a switchover to `target` stands, from the cluster as last read: done once
+// status.currentPrimary is `target` and the instance reports ready; aborted when the
+// controller reset status.targetPrimary to something else (it refused or gave up).
+SwitchoverProgress EvaluateSwitchover(const Json& cluster, const std::string& target);
+
+// ---- logs ---------------------------------------------------------------------------------------
+
+struct LogSource {
+  std::string pod;
+  std::string container;  // "postgres" when the Pod has it, else its first container
+  std::string node;       // spec.nodeName: "" while no node runs the Pod (no log to read)
+};
+// The Pods to read logs from: the one named `instance`, or every Pod of the cluster (by name).
+// NotFound lists the cluster's instances when `instance` is not one of them, or says the
+// cluster has no Pods yet.
+Result<std::vector<LogSource>> LogSources(const std::string& cluster,
+                                          const std::vector<Json>& pods,
+                                          const std::string& instance);
+// The pods/log path with its query: container, tailLines (when >= 0), follow.
+enum class LogFollow { kNo, kYes };
+std::string PodLogPath(const std::string& namespace_, const LogSource& source, int64_t tail_lines,
+                       LogFollow follow);
 
 // ---- users list / db list --------------------------------------------------------------------
 

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "core/object.h"
 #include "core/types.h"
@@ -27,6 +28,33 @@ using ::testing::Not;
 class PluginEnvtest : public PluginFixture {
  protected:
   static void SetUpTestSuite() { SetUpPlugin(FakePsql::kYes); }
+
+  // status.instances[].checks comes with the health checks work (crds/ schema owned there);
+  // until the installed schema has it, the API server would prune it, so the test adds it.
+  void EnsureCrdKeepsChecks() {
+    const std::string items =
+        "/spec/versions/0/schema/openAPIV3Schema/properties/status/properties/instances/items";
+    auto crd = client().Get(resources::kCustomResourceDefinition,
+                            {"", "postgresclusters.petrel.dev"});
+    ASSERT_TRUE(crd.ok()) << crd.status().ToString();
+    if (crd->contains(Json::json_pointer(items + "/properties/checks"))) return;
+    Json check = Json::parse(R"({"type": "array", "items": {"type": "object", "properties": {
+        "name": {"type": "string"}, "status": {"type": "string"},
+        "output": {"type": "string"}}}})");
+    Json patch = Json::array({{{"op", "add"}, {"path", items + "/properties/checks"}, {"value", check}}});
+    auto patched = client().Patch(resources::kCustomResourceDefinition,
+                                  {"", "postgresclusters.petrel.dev"}, PatchType::kJson, patch);
+    ASSERT_TRUE(patched.ok()) << patched.status().ToString();
+    // The new schema applies once the API server has reloaded the CRD.
+    for (int i = 0; i < 100; ++i) {
+      Json probe = MakeCluster("checks-probe-" + std::to_string(i));
+      probe["status"]["instances"][0]["checks"] = Json::array({{{"name", "vm"}}});
+      auto stored = client().UpdateStatus(resources::kPostgresCluster, probe);
+      if (stored.ok() && (*stored)["status"]["instances"][0].contains("checks")) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    FAIL() << "the API server kept pruning status.instances[].checks";
+  }
 };
 
 TEST_F(PluginEnvtest, StatusShowsClusterInstancesServicesAndAttachmentsFromOtherNamespaces) {
@@ -213,6 +241,99 @@ TEST_F(PluginEnvtest, ConnectPassesThePasswordInTheEnvironmentNotArgv) {
   EXPECT_EQ(ReadFile(record + "-as.argv"),
             "--dbname\npostgresql://web@127.0.0.1:15432/web?sslmode=disable\n");
   EXPECT_EQ(ReadFile(record + "-as.password"), "s@fe");
+}
+
+TEST_F(PluginEnvtest, ChecksListAndStatusShowEachInstancesChecksOrDashes) {
+  EnsureCrdKeepsChecks();
+  Json cluster = MakeCluster("db");
+  cluster["status"]["instances"][0]["checks"] = Json::parse(R"([
+    {"name": "vm", "status": "passing", "output": "disk 12% used"},
+    {"name": "pg", "status": "passing", "output": "connections 3/100, writable"},
+    {"name": "role", "status": "passing", "output": "leader"}])");
+  auto updated = client().UpdateStatus(resources::kPostgresCluster, cluster);
+  ASSERT_TRUE(updated.ok()) << updated.status().ToString();
+
+  PluginRun checks = Petrel({"checks", "list", "db", "-n", ns_});
+  ASSERT_EQ(checks.exit_code, 0) << checks.err;
+  EXPECT_THAT(checks.out, ContainsRegex("db-1 +primary +pg +passing +connections 3/100, writable"));
+  EXPECT_THAT(checks.out, ContainsRegex("db-2 +replica +- +- +-"));
+
+  PluginRun status = Petrel({"status", "db", "-n", ns_});
+  ASSERT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_THAT(status.out, ContainsRegex("db-1 +primary +true +Running .* 3 total, 3 passing"));
+
+  PluginRun json = Petrel({"checks", "list", "db", "-n", ns_, "-o", "json"});
+  ASSERT_EQ(json.exit_code, 0) << json.err;
+  EXPECT_EQ(Json::parse(json.out)["checks"][2]["output"], "leader");
+}
+
+TEST_F(PluginEnvtest, SwitchoverValidatesSetsTargetPrimaryAndWaitsForTheNewPrimary) {
+  Json cluster = MakeCluster("db");
+  PluginRun not_ready = Petrel({"switchover", "db", "-n", ns_, "--to", "db-2"});
+  EXPECT_EQ(not_ready.exit_code, 1);
+  EXPECT_THAT(not_ready.err, HasSubstr("instance db-2 is not ready (phase Starting)"));
+  PluginRun unknown = Petrel({"switchover", "db", "-n", ns_, "--to", "db-9"});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("has no instance \"db-9\" (instances: db-1, db-2)"));
+  PluginRun missing = Petrel({"switchover", "nope", "-n", ns_});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.err, HasSubstr("no PostgresCluster \"nope\""));
+  EXPECT_EQ(client().Get(resources::kPostgresCluster, {ns_, "db"}).value()["status"].value(
+                "targetPrimary", ""),
+            "");
+
+  cluster["status"]["instances"][1]["ready"] = true;
+  cluster["status"]["instances"][1]["phase"] = "Running";
+  ASSERT_TRUE(client().UpdateStatus(resources::kPostgresCluster, cluster).ok());
+
+  // Plays the controller: once targetPrimary is set, the replica becomes the primary.
+  std::thread controller([this] {
+    for (int i = 0; i < 200; ++i) {
+      auto c = client().Get(resources::kPostgresCluster, {ns_, "db"});
+      if (c.ok() && (*c)["status"].value("targetPrimary", "") == "db-2") {
+        Json next = *c;
+        next["status"]["currentPrimary"] = "db-2";
+        next["status"]["instances"][0]["role"] = "replica";
+        next["status"]["instances"][1]["role"] = "primary";
+        if (client().UpdateStatus(resources::kPostgresCluster, next).ok()) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  PluginRun run = Petrel({"switchover", "db", "-n", ns_, "--timeout", "30"});
+  controller.join();
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("Switchover of " + ns_ + "/db from db-1 to db-2 requested"));
+  EXPECT_THAT(run.out, HasSubstr("Switchover complete: db-2 is the primary of " + ns_ +
+                                 "/db (was db-1)"));
+
+  PluginRun again = Petrel({"switchover", "db", "-n", ns_, "--to", "db-2"});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.err, HasSubstr("db-2 is already the primary of cluster db"));
+}
+
+TEST_F(PluginEnvtest, LogsNeedANodeToReadFromAndSaySo) {
+  MakeCluster("db");
+  PluginRun none = Petrel({"logs", "db", "-n", ns_});
+  EXPECT_EQ(none.exit_code, 1);
+  EXPECT_THAT(none.err, HasSubstr("cluster db has no Pods yet"));
+
+  Json pod = {{"apiVersion", "v1"},
+              {"kind", "Pod"},
+              {"metadata",
+               {{"name", "db-1"}, {"namespace", ns_}, {"labels", {{"petrel.dev/cluster", "db"}}}}},
+              {"spec", {{"containers", {{{"name", "postgres"}, {"image", "postgres:15"}}}}}}};
+  ASSERT_TRUE(client().Create(resources::kPod, pod).ok());
+  PluginRun unknown = Petrel({"logs", "db", "db-7", "-n", ns_});
+  EXPECT_EQ(unknown.exit_code, 1);
+  EXPECT_THAT(unknown.err, HasSubstr("no instance \"db-7\" (instances: db-1)"));
+
+  // envtest has no kubelet: the API server refuses, and the error names the Pod.
+  PluginRun logs = Petrel({"logs", "db", "--tail", "5", "-n", ns_});
+  EXPECT_EQ(logs.exit_code, 1);
+  EXPECT_THAT(logs.err, HasSubstr("reading the log of Pod " + ns_ + "/db-1 (container postgres)"));
+  EXPECT_THAT(logs.err, HasSubstr("the Pod is not scheduled to a node yet, so no kubelet runs "
+                                  "it and it has no log"));
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
+#include <functional>
+
 #include "cli/plugin/output.h"
 #include "cli/plugin/views.h"
 
@@ -340,6 +342,167 @@ TEST(PsqlInvocation, DatabaseUrlLosesItsPasswordToTheEnvironment) {
                                      "postgresql://web@db-rw.data.svc:5432/web?sslmode=prefer"));
   EXPECT_EQ(inv->env.at("PGPASSWORD"), "p@ss/w0rd");
   EXPECT_FALSE(PsqlFromDatabaseUrl("mysql://x@y/z").ok());
+}
+
+// ---- checks --------------------------------------------------------------------------------
+
+Json WithChecks() {
+  Json c = Cluster();
+  c["status"]["instances"][0]["checks"] = Json::parse(R"([
+    {"name": "vm", "status": "passing", "output": "disk 12% used, load 0.10"},
+    {"name": "pg", "status": "warning", "output": "connections 90/100"},
+    {"name": "role", "status": "passing", "output": "leader"}])");
+  c["status"]["instances"][1]["checks"] = Json::parse(R"([
+    {"name": "pg", "state": "critical", "output": "not streaming"}])");
+  return c;  // db-3 reports none
+}
+
+TEST(ChecksReport, OneRowPerCheckAndADashRowForAnInstanceWithout) {
+  Json report = ChecksReport(WithChecks());
+  ASSERT_EQ(report["checks"].size(), 5u);
+  EXPECT_EQ(report["checks"][1]["instance"], "db-1");
+  EXPECT_EQ(report["checks"][1]["status"], "warning");
+  EXPECT_EQ(report["checks"][3]["status"], "critical");  // "state" read as "status"
+  EXPECT_TRUE(report["checks"][4]["name"].is_null());
+  std::string text = RenderChecksText(report);
+  EXPECT_THAT(text, HasSubstr("Health checks of data/db\n"));
+  EXPECT_THAT(text, HasSubstr("INSTANCE   ROLE      NAME   STATUS     OUTPUT\n"));
+  EXPECT_THAT(text, HasSubstr("db-1       primary   pg     warning    connections 90/100\n"));
+  EXPECT_THAT(text, HasSubstr("db-3       replica   -      -          -\n"));
+}
+
+TEST(ChecksSummary, CountsLikeFlyStatusAndDashesWhenAbsent) {
+  Json report = StatusReport({WithChecks(), {}, {}, {}, ""});
+  EXPECT_EQ(ChecksSummary(report["instances"][0]["checks"]), "3 total, 2 passing, 1 warning");
+  EXPECT_EQ(ChecksSummary(report["instances"][1]["checks"]), "1 total, 1 critical");
+  EXPECT_EQ(ChecksSummary(report["instances"][2]["checks"]), "-");
+  EXPECT_THAT(RenderStatusText(report), HasSubstr("3 total, 2 passing, 1 warning"));
+}
+
+// ---- switchover ----------------------------------------------------------------------------
+
+Json Switchable() {
+  Json c = Cluster();
+  c["status"]["instances"][2]["ready"] = true;
+  c["status"]["instances"][0]["lsn"] = "0/5000000";
+  c["status"]["instances"][1]["lsn"] = "0/4FFFFFF";
+  c["status"]["instances"][2]["lsn"] = "1/0";
+  return c;
+}
+
+TEST(ChooseSwitchoverTarget, WithoutToPicksTheReadyReplicaWithTheHighestLsn) {
+  auto target = ChooseSwitchoverTarget(Switchable(), "");
+  ASSERT_TRUE(target.ok()) << target.status().ToString();
+  EXPECT_EQ(*target, "db-3");
+  Json c = Switchable();
+  c["status"]["instances"][2]["ready"] = false;
+  EXPECT_EQ(ChooseSwitchoverTarget(c, "").value(), "db-2");
+}
+
+TEST(ChooseSwitchoverTarget, EqualLsnsFallBackToLagThenName) {
+  Json c = Switchable();
+  c["status"]["instances"][1]["lsn"] = "1/0";
+  c["status"]["instances"][2]["lagBytes"] = 10;  // db-2 lags 2048
+  EXPECT_EQ(ChooseSwitchoverTarget(c, "").value(), "db-3");
+  c["status"]["instances"][2]["lagBytes"] = 2048;
+  EXPECT_EQ(ChooseSwitchoverTarget(c, "").value(), "db-2");
+}
+
+struct SwitchoverCase {
+  const char* name;
+  std::function<void(Json&)> change;
+  std::string to;
+  Code code;
+  std::string message;
+};
+
+class ChooseSwitchoverRejects : public ::testing::TestWithParam<SwitchoverCase> {};
+
+TEST_P(ChooseSwitchoverRejects, WithAClearMessage) {
+  Json c = Switchable();
+  GetParam().change(c);
+  auto target = ChooseSwitchoverTarget(c, GetParam().to);
+  ASSERT_FALSE(target.ok());
+  EXPECT_EQ(target.status().code(), GetParam().code);
+  EXPECT_THAT(target.status().message(), HasSubstr(GetParam().message));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Cases, ChooseSwitchoverRejects,
+    ::testing::Values(
+        SwitchoverCase{"Unknown", [](Json&) {}, "db-9", Code::kNotFound,
+                       "cluster db has no instance \"db-9\" (instances: db-1, db-2, db-3)"},
+        SwitchoverCase{"Primary", [](Json&) {}, "db-1", Code::kInvalid,
+                       "db-1 is already the primary of cluster db"},
+        SwitchoverCase{"NotReady",
+                       [](Json& c) { c["status"]["instances"][2]["ready"] = false; }, "db-3",
+                       Code::kUnavailable, "instance db-3 is not ready (phase Starting)"},
+        SwitchoverCase{"NoPrimary", [](Json& c) { c["status"].erase("currentPrimary"); }, "",
+                       Code::kUnavailable, "cluster db has no primary yet"},
+        SwitchoverCase{"InProgress", [](Json& c) { c["status"]["targetPrimary"] = "db-2"; }, "",
+                       Code::kUnavailable, "a switchover from db-1 to db-2 is already under way"},
+        SwitchoverCase{"NoReadyReplica",
+                       [](Json& c) {
+                         c["status"]["instances"][1]["ready"] = false;
+                         c["status"]["instances"][2]["ready"] = false;
+                       },
+                       "", Code::kUnavailable, "cluster db has no ready replica to switch over to"}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+TEST(EvaluateSwitchover, InProgressThenDoneOrAborted) {
+  Json c = Switchable();
+  c["status"]["targetPrimary"] = "db-2";
+  c["status"]["phase"] = "SwitchingOver";
+  c["status"]["phaseReason"] = "Waiting for db-1 to stop (fenced)";
+  auto p = EvaluateSwitchover(c, "db-2");
+  EXPECT_EQ(p.state, SwitchoverState::kInProgress);
+  EXPECT_THAT(p.message, HasSubstr("Waiting for db-1 to stop"));
+
+  c["status"]["currentPrimary"] = "db-2";
+  c["status"]["instances"][1]["role"] = "primary";
+  c["status"]["instances"][1]["ready"] = false;
+  EXPECT_EQ(EvaluateSwitchover(c, "db-2").state, SwitchoverState::kInProgress);
+  c["status"]["instances"][1]["ready"] = true;
+  EXPECT_EQ(EvaluateSwitchover(c, "db-2").state, SwitchoverState::kDone);
+
+  Json aborted = Switchable();
+  aborted["status"]["targetPrimary"] = "db-1";
+  auto a = EvaluateSwitchover(aborted, "db-2");
+  EXPECT_EQ(a.state, SwitchoverState::kAborted);
+  EXPECT_THAT(a.message, HasSubstr("did not carry out the switchover"));
+}
+
+// ---- logs ----------------------------------------------------------------------------------
+
+Json Pod(const std::string& name, std::vector<std::string> containers) {
+  Json list = Json::array();
+  for (const auto& c : containers) list.push_back({{"name", c}});
+  return {{"metadata", {{"name", name}}}, {"spec", {{"containers", list}}}};
+}
+
+TEST(LogSources, PrefersThePostgresContainerAndSortsByName) {
+  auto all = LogSources("db", {Pod("db-2", {"sidecar", "postgres"}), Pod("db-1", {"main"})}, "");
+  ASSERT_TRUE(all.ok());
+  ASSERT_EQ(all->size(), 2u);
+  EXPECT_EQ((*all)[0].pod, "db-1");
+  EXPECT_EQ((*all)[0].container, "main");
+  EXPECT_EQ((*all)[1].container, "postgres");
+  auto one = LogSources("db", {Pod("db-1", {"postgres"}), Pod("db-2", {"postgres"})}, "db-2");
+  ASSERT_TRUE(one.ok());
+  ASSERT_EQ(one->size(), 1u);
+  EXPECT_EQ((*one)[0].pod, "db-2");
+  EXPECT_EQ(PodLogPath("data", (*one)[0], 20, LogFollow::kYes),
+            "/api/v1/namespaces/data/pods/db-2/log?container=postgres&tailLines=20&follow=true");
+  EXPECT_EQ(PodLogPath("data", (*one)[0], -1, LogFollow::kNo),
+            "/api/v1/namespaces/data/pods/db-2/log?container=postgres");
+}
+
+TEST(LogSources, UnknownInstanceOrNoPodsSayWhatExists) {
+  auto unknown = LogSources("db", {Pod("db-1", {"postgres"})}, "db-7");
+  EXPECT_EQ(unknown.status().code(), Code::kNotFound);
+  EXPECT_THAT(unknown.status().message(), HasSubstr("no instance \"db-7\" (instances: db-1)"));
+  auto none = LogSources("db", {}, "");
+  EXPECT_THAT(none.status().message(), HasSubstr("cluster db has no Pods yet"));
 }
 
 }  // namespace
