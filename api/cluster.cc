@@ -551,7 +551,7 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
   r.UnknownFields(spec, "spec",
                   {"replicas", "image", "postgresVersion", "resources", "storage", "postgresql",
                    "failoverDelay", "switchoverDelay", "maxLagOnFailover", "primaryUpdateMethod",
-                   "enablePDB", "attachments", "bootstrap"});
+                   "enablePDB", "attachments", "bootstrap", "leaseDurationMilliseconds"});
 
   if (auto n = r.Integer(spec, "replicas", "spec.replicas")) {
     if (*n < 1 || *n > 64) {
@@ -623,6 +623,16 @@ Result<PostgresClusterSpec> ParseClusterSpec(const Json& spec) {
       out.max_lag_on_failover_bytes = *bytes;
     }
   }
+  if (auto v = r.Integer(spec, "leaseDurationMilliseconds", "spec.leaseDurationMilliseconds")) {
+    if (*v < kMinLeaseDurationMs || *v > kMaxLeaseDurationMs) {
+      r.Problem("spec.leaseDurationMilliseconds",
+                "must be between " + std::to_string(kMinLeaseDurationMs) + " and " +
+                    std::to_string(kMaxLeaseDurationMs) + " milliseconds; remove it for the "
+                    "default of " + std::to_string(kDefaultLeaseDurationMs));
+    } else {
+      out.lease_duration_ms = *v;
+    }
+  }
   out.primary_update_method = r.Enum(spec, "primaryUpdateMethod", "spec.primaryUpdateMethod",
                                      {"switchover", "restart"}) == "restart"
                                   ? PrimaryUpdateMethod::kRestart
@@ -680,6 +690,48 @@ Condition Condition::FromJson(const Json& j) {
   return c;
 }
 
+const char* PrimaryChangeKindName(PrimaryChangeKind k) {
+  return k == PrimaryChangeKind::kFailover ? "Failover" : "Switchover";
+}
+
+Json PrimaryChange::ToJson() const {
+  Json j = {{"type", PrimaryChangeKindName(kind)}, {"from", from}, {"to", to}};
+  if (!reason.empty()) j["reason"] = reason;
+  if (!started_at.empty()) j["startedAt"] = started_at;
+  if (!lsn.empty()) j["lsn"] = lsn;
+  return j;
+}
+
+PrimaryChange PrimaryChange::FromJson(const Json& j) {
+  PrimaryChange c;
+  c.kind = Get<std::string>(j, "type", "") == "Failover" ? PrimaryChangeKind::kFailover
+                                                         : PrimaryChangeKind::kSwitchover;
+  c.from = Get<std::string>(j, "from", "");
+  c.to = Get<std::string>(j, "to", "");
+  c.reason = Get<std::string>(j, "reason", "");
+  c.started_at = Get<std::string>(j, "startedAt", "");
+  c.lsn = Get<std::string>(j, "lsn", "");
+  return c;
+}
+
+Json FailoverRecord::ToJson() const {
+  Json j = {{"from", from}, {"to", to}, {"time", time}, {"durationMilliseconds", duration_ms}};
+  if (!lsn.empty()) j["lsn"] = lsn;
+  if (!reason.empty()) j["reason"] = reason;
+  return j;
+}
+
+FailoverRecord FailoverRecord::FromJson(const Json& j) {
+  FailoverRecord r;
+  r.from = Get<std::string>(j, "from", "");
+  r.to = Get<std::string>(j, "to", "");
+  r.lsn = Get<std::string>(j, "lsn", "");
+  r.time = Get<std::string>(j, "time", "");
+  r.reason = Get<std::string>(j, "reason", "");
+  r.duration_ms = Get<int64_t>(j, "durationMilliseconds", 0);
+  return r;
+}
+
 Json InstanceState::ToJson() const {
   Json j = {{"name", name}, {"ready", ready}};
   if (!role.empty()) j["role"] = role;
@@ -726,6 +778,12 @@ Json PostgresClusterStatus::ToJson() const {
   j["instances"] = Json::array();
   for (const auto& i : instances) j["instances"].push_back(i.ToJson());
   j["instanceNames"] = instance_names;
+  if (term > 0) j["term"] = term;
+  if (primary_change) j["primaryChange"] = primary_change->ToJson();
+  if (!primary_failing_since.empty()) j["primaryFailingSince"] = primary_failing_since;
+  if (failovers > 0) j["failovers"] = failovers;
+  if (last_failover) j["lastFailover"] = last_failover->ToJson();
+  if (!synchronous_standbys.empty()) j["synchronousStandbys"] = synchronous_standbys;
   return j;
 }
 
@@ -749,6 +807,16 @@ PostgresClusterStatus PostgresClusterStatus::FromJson(const Json& j) {
     for (const auto& i : j["instances"]) s.instances.push_back(InstanceState::FromJson(i));
   }
   s.instance_names = Get<std::vector<std::string>>(j, "instanceNames", {});
+  s.term = Get<int64_t>(j, "term", 0);
+  if (j.is_object() && j.contains("primaryChange") && j["primaryChange"].is_object()) {
+    s.primary_change = PrimaryChange::FromJson(j["primaryChange"]);
+  }
+  s.primary_failing_since = Get<std::string>(j, "primaryFailingSince", "");
+  s.failovers = Get<int64_t>(j, "failovers", 0);
+  if (j.is_object() && j.contains("lastFailover") && j["lastFailover"].is_object()) {
+    s.last_failover = FailoverRecord::FromJson(j["lastFailover"]);
+  }
+  s.synchronous_standbys = Get<std::vector<std::string>>(j, "synchronousStandbys", {});
   return s;
 }
 

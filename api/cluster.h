@@ -48,6 +48,10 @@ enum class SyncMethod { kAny, kFirst };
 enum class DataDurability { kRequired, kPreferred };
 enum class PrimaryUpdateMethod { kSwitchover, kRestart };
 
+inline constexpr int64_t kDefaultLeaseDurationMs = 1500;
+inline constexpr int64_t kMinLeaseDurationMs = 500;
+inline constexpr int64_t kMaxLeaseDurationMs = 60000;
+
 const char* ReclaimPolicyName(ReclaimPolicy p);  // "Retain" | "Delete"
 
 // corev1.ResourceRequirements, values kept in the user's spelling (they go into the Pod).
@@ -109,9 +113,15 @@ struct PostgresClusterSpec {
   ResourceRequirements resources;
   StorageSpec storage;
   PostgresConfig postgresql;
-  int64_t failover_delay_seconds = 0;
-  int64_t switchover_delay_seconds = 60;
-  std::optional<int64_t> max_lag_on_failover_bytes;
+  // High availability (see reconcilers/cluster_plan.h for how they are used).
+  int64_t failover_delay_seconds = 0;    // a failing primary is replaced after this long
+  int64_t switchover_delay_seconds = 60; // a switchover that has not finished by then is undone
+  std::optional<int64_t> max_lag_on_failover_bytes;  // async: a replica further behind is skipped
+  // How long a primary may stay writable without hearing from the controller (or from all of
+  // its replicas): a replaced primary fences itself within this time, and a failover waits
+  // for it. spec.leaseDurationMilliseconds; the default, 1500 ms, renews every 300 ms and
+  // keeps the failover of a frozen primary under 2 s on a local cluster.
+  int64_t lease_duration_ms = kDefaultLeaseDurationMs;
   PrimaryUpdateMethod primary_update_method = PrimaryUpdateMethod::kSwitchover;
   bool enable_pdb = true;
   AttachmentPolicy attachments;
@@ -164,6 +174,38 @@ struct InstanceState {
   bool operator==(const InstanceState&) const = default;
 };
 
+// A primary change in progress (status.primaryChange): recorded when it starts, so that a
+// restarted controller resumes it from the published status.
+enum class PrimaryChangeKind { kSwitchover, kFailover };
+const char* PrimaryChangeKindName(PrimaryChangeKind k);  // "Switchover" | "Failover"
+
+struct PrimaryChange {
+  PrimaryChangeKind kind = PrimaryChangeKind::kSwitchover;
+  std::string from;
+  std::string to;
+  std::string reason;      // why, in a sentence ("db-1 is unreachable: ...")
+  std::string started_at;  // RFC 3339 with microseconds
+  std::string lsn;         // failover: the old primary's last known WAL position
+
+  Json ToJson() const;
+  static PrimaryChange FromJson(const Json& j);
+  bool operator==(const PrimaryChange&) const = default;
+};
+
+// status.lastFailover: the story of the most recent completed failover.
+struct FailoverRecord {
+  std::string from;
+  std::string to;
+  std::string lsn;     // the promoted instance's WAL position when it was chosen
+  std::string time;    // RFC 3339, when the new primary was ready
+  std::string reason;
+  int64_t duration_ms = 0;  // from the start of the failover to the new primary being ready
+
+  Json ToJson() const;
+  static FailoverRecord FromJson(const Json& j);
+  bool operator==(const FailoverRecord&) const = default;
+};
+
 struct PostgresClusterStatus {
   int64_t observed_generation = 0;
   std::string phase;
@@ -179,6 +221,14 @@ struct PostgresClusterStatus {
   std::string system_id;  // the primary's system identifier once initialised
   std::vector<InstanceState> instances;
   std::vector<std::string> instance_names;  // the members, in serial order
+  // High availability.
+  int64_t term = 0;  // the leadership term; bumps with every change of primary
+  std::optional<PrimaryChange> primary_change;  // a switchover or failover in progress
+  std::string primary_failing_since;  // RFC 3339; set while the primary is seen failing
+  int64_t failovers = 0;              // completed failovers
+  std::optional<FailoverRecord> last_failover;
+  // The standbys named in the primary's synchronous_standby_names (synchronous mode only).
+  std::vector<std::string> synchronous_standbys;
 
   Json ToJson() const;
   static PostgresClusterStatus FromJson(const Json& j);  // tolerant: missing fields = zero

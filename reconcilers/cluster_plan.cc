@@ -4,6 +4,9 @@
 #include <cctype>
 #include <set>
 
+#include "core/clock.h"
+#include "reconcilers/cluster_ha.h"
+
 namespace petrel {
 
 using std::chrono::seconds;
@@ -14,6 +17,10 @@ constexpr const char* kPgDataMount = "/var/lib/postgresql/data";
 constexpr const char* kPgData = "/var/lib/postgresql/data/pgdata";
 constexpr auto kRequeueBusy = seconds(10);
 constexpr auto kRequeueHealthy = seconds(60);
+// How often to look again while a switchover or failover is in progress: each step waits for
+// an instance (stopping, replaying, promoting), and every poll costs one GET /status each.
+constexpr auto kRequeueChanging = std::chrono::milliseconds(150);
+constexpr auto kRequeueBlocked = seconds(1);
 
 uint64_t Fnv1a(const std::string& s) {
   uint64_t h = 1469598103934665603ull;
@@ -125,7 +132,10 @@ std::string InstanceSpecHash(const InstanceSpec& spec) {
             {"memory", spec.memory_limit_bytes},
             {"pg_hba", spec.pg_hba},
             {"sync", spec.synchronous_standby_names},
-            {"snapshot", spec.snapshot_path}};
+            {"snapshot", spec.snapshot_path},
+            {"term", spec.term},
+            {"lease", spec.lease_duration_ms}};
+  for (const auto& p : spec.peers) j["peers"].push_back(p.name + "@" + p.host + ":" + std::to_string(p.port));
   if (spec.primary) j["primary"] = spec.primary->host + ":" + std::to_string(spec.primary->port);
   return Hex(Fnv1a(j.dump()));
 }
@@ -322,6 +332,10 @@ Json ServicePatch(const Json& observed, const Json& desired, const std::string& 
 
 // ---- The planner -------------------------------------------------------------------------
 
+Condition MakeCondition(const PostgresClusterStatus& old, const std::string& type, bool value,
+                        const std::string& reason, const std::string& message, int64_t generation,
+                        const std::string& now);
+
 struct Member {
   std::string name;
   int serial = 0;
@@ -348,7 +362,29 @@ class Planner {
   void ConvergeServices(const PostgresClusterSpec& spec);
   void ConvergeSecrets();
   void ConvergePdbs(const PostgresClusterSpec& spec);
-  void AdvanceSwitchover();
+  // High availability: switchover and failover, each recorded in status.primaryChange.
+  void AdvancePrimaryChange(const PostgresClusterSpec& spec);
+  bool AcceptSwitchoverRequest();
+  void AdvanceSwitchover(const PostgresClusterSpec& spec);
+  void FinishSwitchover(const PostgresClusterSpec& spec);
+  void DetectFailure(const PostgresClusterSpec& spec);
+  void StartFailover(const PostgresClusterSpec& spec, const std::string& reason);
+  void AdvanceFailover(const PostgresClusterSpec& spec);
+  FailoverChoice ChooseCandidate(const PostgresClusterSpec& spec) const;
+  PrimaryObservation ObservePrimary(const Member* p) const;
+  std::optional<uint64_t> LastKnownLsn(const std::string& name) const;
+  bool AwaitingOldLease() const {
+    return change_ && change_->kind == PrimaryChangeKind::kFailover && primary_ == change_->from;
+  }
+  std::string NowText() const {
+    return FormatRfc3339Micro(SystemTime(std::chrono::milliseconds(now_ms_)));
+  }
+  int64_t ElapsedMs(const std::string& since) const;
+  void RequeueWithin(std::chrono::milliseconds d) {
+    requeue_hint_ = requeue_hint_ ? std::min(*requeue_hint_, d) : d;
+  }
+  std::optional<Condition> SynchronousCondition(const PostgresClusterSpec& spec) const;
+
   void RollingUpdate(const PostgresClusterSpec& spec);
   void InstanceSpecs(const PostgresClusterSpec& spec);
   void Finish(const PostgresClusterSpec* spec);
@@ -390,6 +426,12 @@ class Planner {
   std::string phase_;
   std::string phase_reason_;
   bool member_changes_ = false;  // pods created or deleted in this plan
+  // High availability.
+  int64_t now_ms_ = 0;
+  int64_t term_ = 1;
+  std::optional<PrimaryChange> change_;
+  std::optional<std::string> failover_blocked_;  // why the failing primary cannot be replaced
+  std::optional<std::chrono::milliseconds> requeue_hint_;
 };
 
 ClusterPlan Planner::Run() {
@@ -400,6 +442,12 @@ ClusterPlan Planner::Run() {
   owner_ref_ = meta::ControllerRefTo(o_.cluster);
   old_ = PostgresClusterStatus::FromJson(Field(o_.cluster, "status"));
   new_ = old_;
+  now_ms_ = o_.now_unix_ms;
+  if (SystemTime t; now_ms_ == 0 && ParseRfc3339(o_.now, &t)) {
+    now_ms_ = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+  }
+  term_ = std::max<int64_t>(old_.term, 1);
+  change_ = old_.primary_change;
   if (meta::IsBeingDeleted(o_.cluster)) return plan_;  // owned objects go with it (GC)
 
   IndexObserved();
@@ -416,7 +464,7 @@ ClusterPlan Planner::Run() {
     return plan_;
   }
   DecideMembers(spec);
-  AdvanceSwitchover();  // may move the primary, which the labels below follow
+  AdvancePrimaryChange(spec);  // may move the primary, which the labels below follow
   ConvergeSecrets();
   ConvergeVolumesAndPods(spec);
   ConvergeServices(spec);
@@ -710,29 +758,120 @@ void Planner::ConvergePdbs(const PostgresClusterSpec& spec) {
   }
 }
 
-void Planner::AdvanceSwitchover() {
-  if (target_.empty() || target_ == primary_) return;
+// ---- High availability ---------------------------------------------------------------
+
+int64_t Planner::ElapsedMs(const std::string& since) const {
+  SystemTime t;
+  if (!ParseRfc3339(since, &t)) return 0;  // unreadable: as if it had just started
+  return now_ms_ -
+         std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count();
+}
+
+std::optional<uint64_t> Planner::LastKnownLsn(const std::string& name) const {
+  std::optional<uint64_t> best;
+  auto consider = [&](const std::string& text) {
+    uint64_t v = 0;
+    if (LsnValue(text, &v) && (!best || v > *best)) best = v;
+  };
+  if (const InstanceState* s = old_.FindInstance(name)) consider(s->lsn);
+  if (auto it = o_.instances.find(name); it != o_.instances.end() && it->second.ok()) {
+    consider(it->second->current_lsn);
+  }
+  return best;
+}
+
+PrimaryObservation Planner::ObservePrimary(const Member* p) const {
+  PrimaryObservation po;
+  po.name = primary_;
+  if (!p) return po;
+  po.pod_exists = p->pod != nullptr;
+  po.pod_terminating = p->pod && meta::IsBeingDeleted(*p->pod);
+  po.reachable = p->status != nullptr;
+  po.unreachable_error = p->status_error;
+  if (p->status) {
+    po.running = p->status->running;
+    po.fenced = p->status->fenced;
+    po.initialized = p->status->initialized;
+  }
+  return po;
+}
+
+void Planner::AdvancePrimaryChange(const PostgresClusterSpec& spec) {
+  if (change_ && change_->kind == PrimaryChangeKind::kFailover) {
+    AdvanceFailover(spec);
+    return;
+  }
+  if (change_ && primary_ == change_->to) {
+    FinishSwitchover(spec);
+    return;
+  }
+  if (change_ && target_ != change_->to) {
+    // Someone rewrote status.targetPrimary during the switchover: back to the primary cancels
+    // it (the old primary is unfenced), another instance starts a new request.
+    Event(EventType::kNormal, "SwitchoverCancelled", "Switchover",
+          "Switchover to " + change_->to + " cancelled (status.targetPrimary changed to " +
+              target_ + ").");
+    change_.reset();
+  }
+  if (!change_ && target_ != primary_ && !AcceptSwitchoverRequest()) return;
+  if (change_) {
+    AdvanceSwitchover(spec);
+    return;
+  }
+  DetectFailure(spec);
+}
+
+bool Planner::AcceptSwitchoverRequest() {
+  const Member* t = FindMember(target_);
+  const Member* p = FindMember(primary_);
+  std::string why;
+  if (!t) {
+    std::string list;
+    for (const auto& m : members_) list += (list.empty() ? "" : ", ") + m.name;
+    why = target_ + " is not a member of the cluster (members: " + list + ")";
+  } else if (!t->pod || meta::IsBeingDeleted(*t->pod)) {
+    why = target_ + " has no running Pod";
+  } else if (!t->ready || !t->status || t->status->role != InstanceRole::kReplica) {
+    why = target_ + " is not a ready replica";
+  } else if (!p || !p->ready) {
+    why = "primary " + primary_ + " is not ready (a failing primary is replaced by a failover)";
+  }
+  if (!why.empty()) {
+    Event(EventType::kWarning, "SwitchoverRefused", "Switchover",
+          "Switchover to " + target_ + " refused: " + why + ". status.targetPrimary was reset to " +
+              primary_ + "; set it to a ready replica to try again.");
+    target_ = primary_;
+    return false;
+  }
+  change_ = PrimaryChange{PrimaryChangeKind::kSwitchover, primary_, target_,
+                          "requested through status.targetPrimary", NowText(), ""};
+  Event(EventType::kNormal, "SwitchoverStarted", "Switchover",
+        "Switching over from " + primary_ + " to " + target_ + ": " + primary_ +
+            " stops, then " + target_ + " is promoted once it has replayed all of its WAL.");
+  return true;
+}
+
+void Planner::AdvanceSwitchover(const PostgresClusterSpec& spec) {
   Member* target = FindMember(target_);
   Member* old = FindMember(primary_);
+  phase_ = "SwitchingOver";
+  RequeueWithin(kRequeueChanging);
   if (!target || !target->pod || !old) {
     Event(EventType::kWarning, "SwitchoverAborted", "Switchover",
           "Switchover to " + target_ + " aborted: the instance no longer exists; " + primary_ +
               " stays primary.");
     target_ = primary_;
+    change_.reset();
+    phase_.clear();
     return;
   }
   // Stage 1 (the fence) is expressed by the old primary's spec (see InstanceSpecs). Stage 2:
   // once the old primary has stopped and the target has replayed everything it wrote, move
-  // currentPrimary; the promotion and the old primary's rejoin follow from the new specs.
+  // currentPrimary under a new term; the promotion and the old primary's rejoin follow from
+  // the new specs.
   bool old_stopped = old->status && old->status->fenced && !old->status->running;
   if (!old->pod) old_stopped = true;  // its pod is gone: nothing can write any more
-  uint64_t old_lsn = 0;
-  bool have_old_lsn = false;
-  if (old->status && !old->status->current_lsn.empty()) {
-    have_old_lsn = LsnValue(old->status->current_lsn, &old_lsn);
-  } else if (const InstanceState* s = old_.FindInstance(primary_); s && !s->lsn.empty()) {
-    have_old_lsn = LsnValue(s->lsn, &old_lsn);
-  }
+  std::optional<uint64_t> old_lsn = LastKnownLsn(primary_);
   bool caught_up = false;
   if (target->status && target->status->running && !target->status->streaming) {
     uint64_t replay = 0;
@@ -740,24 +879,242 @@ void Planner::AdvanceSwitchover() {
     bool have_replay = LsnValue(target->status->replay_lsn, &replay);
     bool have_received = LsnValue(target->status->received_lsn, &received);
     caught_up = have_replay && (!have_received || replay >= received) &&
-                (!have_old_lsn || replay >= old_lsn);
+                (!old_lsn || replay >= *old_lsn);
   }
+  std::string waiting = !old_stopped
+                            ? "Waiting for " + primary_ + " to stop (fenced)"
+                            : "Waiting for " + target_ + " to replay the last WAL of " + primary_;
   if (old_stopped && caught_up) {
-    Event(EventType::kNormal, "SwitchoverCompleted", "Switchover",
-          "Promoting " + target_ + "; " + primary_ + " rejoins as a replica.");
     primary_ = target_;
-    phase_ = "SwitchingOver";
+    ++term_;
     phase_reason_ = "Promoting " + target_;
-  } else {
-    phase_ = "SwitchingOver";
-    phase_reason_ = !old_stopped
-                        ? "Waiting for " + primary_ + " to stop (fenced)"
-                        : "Waiting for " + target_ + " to replay the last WAL of " + primary_;
+    return;
   }
+  if (ElapsedMs(change_->started_at) > spec.switchover_delay_seconds * 1000) {
+    Event(EventType::kWarning, "SwitchoverTimedOut", "Switchover",
+          "Switchover to " + target_ + " did not finish within switchoverDelay (" +
+              std::to_string(spec.switchover_delay_seconds) + " s; " + waiting + "); " +
+              primary_ + " is unfenced and stays primary.");
+    target_ = primary_;
+    change_.reset();
+    phase_.clear();
+    return;
+  }
+  phase_reason_ = waiting;
+}
+
+void Planner::FinishSwitchover(const PostgresClusterSpec& spec) {
+  const Member* p = FindMember(primary_);
+  int64_t took = ElapsedMs(change_->started_at);
+  if (p && p->ready && p->status && p->status->role == InstanceRole::kPrimary) {
+    Event(EventType::kNormal, "SwitchoverCompleted", "Switchover",
+          primary_ + " is the primary (switchover from " + change_->from + " took " +
+              std::to_string(took) + " ms); " + change_->from + " rejoins as a replica.");
+    change_.reset();
+    return;
+  }
+  if (took > spec.switchover_delay_seconds * 1000) {
+    // Promotion cannot be undone; hand over to failure detection, which replaces a primary
+    // that does not come up.
+    Event(EventType::kWarning, "SwitchoverStalled", "Switchover",
+          primary_ + " was chosen as primary " + std::to_string(took) +
+              " ms ago but is not ready yet; it is now watched like any primary.");
+    change_.reset();
+    return;
+  }
+  phase_ = "SwitchingOver";
+  phase_reason_ = "Waiting for " + primary_ + " to be promoted";
+  RequeueWithin(kRequeueChanging);
+}
+
+void Planner::DetectFailure(const PostgresClusterSpec& spec) {
+  const Member* p = FindMember(primary_);
+  bool initialised = !old_.system_id.empty();
+  if (members_.size() < 2 || !initialised) {
+    new_.primary_failing_since.clear();
+    return;
+  }
+  PrimaryHealth health = AssessPrimary(ObservePrimary(p), spec.failover_delay_seconds);
+  if (!health.failing) {
+    new_.primary_failing_since.clear();
+    return;
+  }
+  if (new_.primary_failing_since.empty()) new_.primary_failing_since = NowText();
+  int64_t left = health.delay_seconds * 1000 - ElapsedMs(new_.primary_failing_since);
+  if (left > 0) {
+    RequeueWithin(std::min<std::chrono::milliseconds>(std::chrono::milliseconds(left),
+                                                      kRequeueBlocked));
+    return;
+  }
+  StartFailover(spec, health.reason);
+}
+
+FailoverChoice Planner::ChooseCandidate(const PostgresClusterSpec& spec) const {
+  std::vector<FailoverCandidate> candidates;
+  for (const auto& m : members_) {
+    FailoverCandidate c;
+    c.name = m.name;
+    c.serial = m.serial;
+    c.reachable = m.pod && !meta::IsBeingDeleted(*m.pod) && m.status;
+    if (m.status) {
+      c.running = m.status->running;
+      c.is_replica = m.status->role == InstanceRole::kReplica;
+      c.same_system = new_.system_id.empty() || m.status->system_identifier.empty() ||
+                      m.status->system_identifier == new_.system_id;
+      uint64_t v = 0;
+      if (LsnValue(m.status->received_lsn, &v)) c.received_lsn = v;
+      if (LsnValue(m.status->replay_lsn, &v)) c.replay_lsn = v;
+    }
+    candidates.push_back(std::move(c));
+  }
+  FailoverRules rules;
+  rules.max_lag_bytes = spec.max_lag_on_failover_bytes;
+  rules.primary_lsn = LastKnownLsn(primary_);
+  if (const auto& sync = spec.postgresql.synchronous) {
+    rules.synchronous_number = sync->number;
+    rules.synchronous_standbys = old_.synchronous_standbys;
+    if (rules.synchronous_standbys.empty() && sync->data_durability == DataDurability::kRequired) {
+      // Not recorded yet (a cluster from before status.synchronousStandbys): with required
+      // durability the primary waited for every replica.
+      for (const auto& m : members_) {
+        if (m.name != primary_) rules.synchronous_standbys.push_back(m.name);
+      }
+    }
+  }
+  return ChooseFailoverCandidate(primary_, candidates, rules);
+}
+
+void Planner::StartFailover(const PostgresClusterSpec& spec, const std::string& reason) {
+  FailoverChoice choice = ChooseCandidate(spec);
+  if (choice.name.empty()) {
+    failover_blocked_ = "Primary " + primary_ + " is failing (" + reason +
+                        ") and cannot be replaced: " + choice.refusal + ".";
+    if (old_.phase_reason != *failover_blocked_) {
+      Event(EventType::kWarning, "FailoverBlocked", "Failover", *failover_blocked_);
+    }
+    RequeueWithin(kRequeueBlocked);
+    return;
+  }
+  change_ = PrimaryChange{PrimaryChangeKind::kFailover, primary_, choice.name, reason, NowText(),
+                          choice.lsn ? FormatLsn(*choice.lsn) : ""};
+  Event(EventType::kWarning, "FailoverStarted", "Failover",
+        "Failing over from " + primary_ + " to " + choice.name + " (WAL received up to " +
+            (choice.lsn ? FormatLsn(*choice.lsn) : "unknown") + "): " + reason + ". " +
+            choice.name + " is promoted once the lease of " + primary_ +
+            " has certainly expired.");
+  AdvanceFailover(spec);
+}
+
+void Planner::AdvanceFailover(const PostgresClusterSpec& spec) {
+  phase_ = "FailingOver";
+  RequeueWithin(kRequeueChanging);
+  if (primary_ == change_->from) {
+    // Not promoted yet: the candidate must still be usable; if not, choose again.
+    const Member* c = FindMember(change_->to);
+    bool usable = c && c->pod && !meta::IsBeingDeleted(*c->pod) && c->status &&
+                  c->status->running && c->status->role == InstanceRole::kReplica;
+    if (!usable) {
+      FailoverChoice again = ChooseCandidate(spec);
+      if (again.name.empty()) {
+        target_ = change_->to;
+        failover_blocked_ = "Failover from " + change_->from + " to " + change_->to +
+                            " is stuck: " + change_->to + " can no longer be promoted and " +
+                            again.refusal + ".";
+        if (old_.phase_reason != *failover_blocked_) {
+          Event(EventType::kWarning, "FailoverBlocked", "Failover", *failover_blocked_);
+        }
+        return;
+      }
+      Event(EventType::kWarning, "FailoverCandidateChanged", "Failover",
+            change_->to + " can no longer be promoted; promoting " + again.name + " instead.");
+      change_->to = again.name;
+      change_->lsn = again.lsn ? FormatLsn(*again.lsn) : "";
+    }
+    target_ = change_->to;
+    if (!o_.old_lease_expires_in_ms) {
+      phase_reason_ = "Waiting for the replicas to accept term " + std::to_string(term_ + 1) +
+                      " (then " + change_->from + " can no longer renew its lease)";
+      return;
+    }
+    if (*o_.old_lease_expires_in_ms > 0) {
+      phase_reason_ = "Waiting " + std::to_string(*o_.old_lease_expires_in_ms) +
+                      " ms until the lease of " + change_->from + " has certainly expired";
+      RequeueWithin(std::chrono::milliseconds(*o_.old_lease_expires_in_ms));
+      return;
+    }
+    primary_ = change_->to;
+    ++term_;
+    phase_reason_ = "Promoting " + primary_;
+    return;
+  }
+  // Promoted: done once the new primary is ready.
+  const Member* p = FindMember(primary_);
+  if (p && p->ready && p->status && p->status->role == InstanceRole::kPrimary) {
+    int64_t took = ElapsedMs(change_->started_at);
+    new_.failovers = old_.failovers + 1;
+    new_.last_failover =
+        FailoverRecord{change_->from, change_->to, change_->lsn, o_.now, change_->reason, took};
+    Event(EventType::kNormal, "FailoverCompleted", "Failover",
+          primary_ + " is the primary after a failover from " + change_->from + " that took " +
+              std::to_string(took) + " ms (promoted at LSN " +
+              (change_->lsn.empty() ? "unknown" : change_->lsn) + ", term " +
+              std::to_string(term_) + "); " + change_->from +
+              " rejoins as a replica when it returns.");
+    change_.reset();
+    new_.primary_failing_since.clear();
+    phase_.clear();
+    return;
+  }
+  PrimaryHealth health = AssessPrimary(ObservePrimary(p), 0);
+  if (health.failing && (!p || !p->pod || !p->status)) {
+    // The promoted instance failed as well: end this failover; the next pass detects the
+    // failing primary and starts another one (with the next term).
+    Event(EventType::kWarning, "FailoverInterrupted", "Failover",
+          "Failover from " + change_->from + " to " + primary_ + " interrupted: " +
+              health.reason + ".");
+    change_.reset();
+    return;
+  }
+  phase_reason_ = "Waiting for " + primary_ + " to finish its promotion";
+}
+
+std::optional<Condition> Planner::SynchronousCondition(const PostgresClusterSpec& spec) const {
+  const auto& sync = spec.postgresql.synchronous;
+  if (!sync || members_.size() < 2) return std::nullopt;
+  int streaming = 0;
+  for (const auto& m : members_) {
+    if (m.name != primary_ && m.status && m.status->streaming) ++streaming;
+  }
+  bool required = sync->data_durability == DataDurability::kRequired;
+  std::string counts = std::to_string(streaming) + " of " + std::to_string(sync->number) +
+                       " synchronous standby(s) streaming";
+  if (streaming >= sync->number) {
+    return MakeCondition(old_, "SynchronousReplication", true, "StandbysStreaming",
+                         "Commits wait for " + std::to_string(sync->number) +
+                             " standby(s); " + counts + ".",
+                         generation_, o_.now);
+  }
+  if (required) {
+    return MakeCondition(old_, "SynchronousReplication", false, "WritesBlocked",
+                         "Only " + counts +
+                             "; commits wait until enough standbys reconnect "
+                             "(dataDurability: required).",
+                         generation_, o_.now);
+  }
+  return MakeCondition(old_, "SynchronousReplication", false,
+                       streaming == 0 ? "DegradedToAsync" : "FewerStandbys",
+                       "Only " + counts + "; commits " +
+                           (streaming == 0 ? "are acknowledged without any standby"
+                                           : "wait for the connected standbys only") +
+                           " (dataDurability: preferred).",
+                       generation_, o_.now);
 }
 
 void Planner::RollingUpdate(const PostgresClusterSpec& spec) {
-  if (target_ != primary_ || member_changes_ || !removed_.empty()) return;
+  if (target_ != primary_ || change_ || failover_blocked_ || !new_.primary_failing_since.empty() ||
+      member_changes_ || !removed_.empty()) {
+    return;
+  }
   std::vector<Member*> outdated_replicas;
   Member* primary = FindMember(primary_);
   bool all_ready = true;
@@ -808,6 +1165,9 @@ void Planner::RollingUpdate(const PostgresClusterSpec& spec) {
   }
   if (!best) return;
   target_ = best->name;
+  change_ = PrimaryChange{PrimaryChangeKind::kSwitchover, primary_, target_,
+                          "rolling update of the primary", NowText(), ""};
+  RequeueWithin(kRequeueChanging);
   Event(EventType::kNormal, "SwitchoverStarted", "Switchover",
         "Switching over from " + primary_ + " to " + target_ +
             " to update the primary; writes pause until " + target_ + " is promoted.");
@@ -820,11 +1180,17 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
   std::string primary_ip =
       primary && primary->pod ? StringAt(*primary->pod, {"status", "podIP"}) : "";
   bool switching = target_ != primary_;
+  // During a failover that has not promoted yet every replica is already in the next term, so
+  // that none of them confirms the old primary's leadership any more.
+  int64_t replica_term = AwaitingOldLease() ? term_ + 1 : term_;
+  std::vector<Peer> peers;
   std::vector<std::string> slots;
   std::vector<std::string> standbys;
   for (const auto& m : members_) {
     if (m.name == primary_) continue;
     slots.push_back(SlotName(m.name));
+    std::string ip = m.pod ? StringAt(*m.pod, {"status", "podIP"}) : "";
+    if (!ip.empty()) peers.push_back(Peer{m.name, ip, kInstanceApiPort});
     bool connected = m.status && m.status->streaming;
     if (spec.postgresql.synchronous &&
         (spec.postgresql.synchronous->data_durability == DataDurability::kRequired || connected)) {
@@ -837,6 +1203,14 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     system_id = primary->status->system_identifier;
   }
   new_.system_id = system_id;
+  // The standbys the primary waits for, as a failover must know them: recorded only while the
+  // primary is healthy and no change is in progress (a dying primary's list says nothing).
+  if (!spec.postgresql.synchronous) {
+    new_.synchronous_standbys.clear();
+  } else if (!change_ && new_.primary_failing_since.empty() && primary && primary->ready) {
+    new_.synchronous_standbys = standbys;
+  }
+  bool leased = members_.size() > 1;
 
   std::vector<InstanceState> states;
   for (const auto& m : members_) {
@@ -852,7 +1226,13 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
       want.synchronous_standby_names =
           SynchronousStandbyNames(spec.postgresql.synchronous, standbys);
       want.fenced = switching;
+      want.term = term_;
+      if (leased) {
+        want.lease_duration_ms = spec.lease_duration_ms;
+        want.peers = peers;
+      }
     } else {
+      want.term = replica_term;
       want.role = InstanceRole::kReplica;
       want.bootstrap = BootstrapMethod::kClone;
       want.slot_name = SlotName(m.name);
@@ -895,6 +1275,9 @@ void Planner::InstanceSpecs(const PostgresClusterSpec& spec) {
     states.push_back(std::move(state));
   }
   new_.instances = std::move(states);
+  if (leased && primary && primary->pod && !AwaitingOldLease()) {
+    plan_.lease = LeaseTarget{primary_, term_, spec.lease_duration_ms};
+  }
 }
 
 Condition MakeCondition(const PostgresClusterStatus& old, const std::string& type, bool value,
@@ -928,6 +1311,8 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     new_.ready_replicas = ready;
     new_.current_primary = primary_;
     new_.target_primary = target_;
+    new_.term = term_;
+    new_.primary_change = change_;
     new_.image = spec->image;
     new_.postgres_major_version = spec->postgres_major;
     new_.instance_names.clear();
@@ -942,6 +1327,9 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   if (refusal_) {
     phase = "Degraded";
     reason = refusal_->second;
+  } else if (failover_blocked_) {
+    phase = phase.empty() ? "Degraded" : phase;
+    reason = *failover_blocked_;
   } else if (phase.empty()) {
     if (new_.system_id.empty() && !primary_ready) {
       phase = "Provisioning";
@@ -988,6 +1376,9 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
   if (refusal_) {
     conditions.push_back(MakeCondition(old_, "Degraded", true, refusal_->first, refusal_->second,
                                        generation_, o_.now));
+  } else if (failover_blocked_) {
+    conditions.push_back(MakeCondition(old_, "Degraded", true, "FailoverBlocked",
+                                       *failover_blocked_, generation_, o_.now));
   } else if (phase == "Degraded") {
     conditions.push_back(MakeCondition(old_, "Degraded", true, "InstanceNotReady",
                                        reason + "; check `kubectl describe pod " +
@@ -998,6 +1389,9 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     conditions.push_back(MakeCondition(old_, "Degraded", false, "AsExpected", "No problems found.",
                                        generation_, o_.now));
   }
+  if (spec) {
+    if (auto sync = SynchronousCondition(*spec)) conditions.push_back(std::move(*sync));
+  }
   new_.conditions = std::move(conditions);
   if (!(new_ == old_)) plan_.status = new_;
 
@@ -1007,6 +1401,10 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     plan_.requeue_after = kRequeueHealthy;
   } else {
     plan_.requeue_after = kRequeueBusy;
+  }
+  if (requeue_hint_ && !refusal_) {
+    plan_.requeue_after = std::clamp(*requeue_hint_, std::chrono::milliseconds(50),
+                                     std::chrono::milliseconds(plan_.requeue_after));
   }
 }
 

@@ -15,9 +15,23 @@
 // - Services -rw/-ro/-r and one per member; Secrets created once; PodDisruptionBudgets.
 // - rolling updates of image/resources: replicas one at a time (highest serial first, each
 //   only when every member is ready), then a switchover (or a restart) of the primary.
-// - a switchover: status.targetPrimary names the target; the old primary is fenced; once it
-//   has stopped and the target has replayed its last WAL, status.currentPrimary moves, the
-//   target is promoted and the old primary rejoins as a replica.
+// - a switchover: status.targetPrimary names the target (set by a rolling update, or by a
+//   user with a merge patch on the status subresource: validated, refused with an event when
+//   the target is not a ready replica); status.primaryChange records it. The old primary is
+//   fenced; once it has stopped and the target has replayed its last WAL, the term grows,
+//   status.currentPrimary moves, the target is promoted and the old primary rejoins as a
+//   replica. Not done within switchoverDelay: undone (the old primary is unfenced).
+// - a failover (cluster_ha.h decides who): the primary is gone, does not answer, or keeps
+//   Postgres down, for failoverDelay -> status.primaryChange records {from, to}; every replica
+//   gets term+1 (so none confirms the old primary's leadership any more) and the old primary,
+//   when it answers, is fenced; once the old lease has certainly expired
+//   (old_lease_expires_in_ms == 0) the term grows, currentPrimary moves and the candidate is
+//   promoted; when it is ready, status.lastFailover and status.failovers tell the story.
+//   Every step is derived from the published status and what is observed, so a controller
+//   that crashes at any point resumes. Polls every ~150 ms while a change is in progress.
+// - leadership: every InstanceSpec carries the term; with more than one member the primary's
+//   carries the lease duration and its peers (the replicas' instance APIs), and the plan names
+//   the lease to keep renewing.
 // - changes it cannot make safely (storage shrink, storage class change, major version
 //   change, an invalid spec) are refused: a Degraded condition and a Warning event saying what
 //   to do, and no other change.
@@ -58,6 +72,15 @@ struct ClusterObservation {
   // What each Pod's instance reported (by Pod name); a Pod absent here was not asked.
   std::map<std::string, Result<InstanceStatus>> instances;
   std::string now;  // RFC 3339, for condition transition times
+  // The same moment in Unix milliseconds, for durations (failoverDelay, switchoverDelay, how
+  // long a failover took); 0 = derive it from `now`.
+  int64_t now_unix_ms = 0;
+  // During a failover that has not promoted yet (status.primaryChange of type Failover with
+  // currentPrimary still the old primary): milliseconds until every lease the old primary may
+  // hold for status.term has certainly expired (0 = expired), as bounded by the LeaseKeeper
+  // (reconcilers/lease_keeper.h). nullopt = cannot be bounded yet (no replica has been seen to
+  // accept the next term, so the old primary's peers may still extend its lease).
+  std::optional<int64_t> old_lease_expires_in_ms;
 };
 
 enum class ObjectOp { kCreate, kMergePatch, kDelete };
@@ -89,6 +112,14 @@ struct PlannedEvent {
   bool operator==(const PlannedEvent&) const = default;
 };
 
+// The lease the controller should keep renewing (PUT /lease), see reconcilers/lease_keeper.h.
+struct LeaseTarget {
+  std::string pod;  // the primary
+  int64_t term = 0;
+  int64_t duration_ms = 0;
+  bool operator==(const LeaseTarget&) const = default;
+};
+
 struct ClusterPlan {
   std::vector<SecretToCreate> secrets;
   std::vector<ObjectAction> actions;  // executed in order
@@ -97,6 +128,9 @@ struct ClusterPlan {
   std::vector<SpecPut> spec_puts;  // after the status write
   std::vector<PlannedEvent> events;
   std::chrono::milliseconds requeue_after{0};  // 0 = nothing to poll for
+  // The primary lease to renew; nullopt = renew none (single instance, no primary yet, or a
+  // failover waiting for the old primary's lease to run out).
+  std::optional<LeaseTarget> lease;
 
   bool Empty() const { return secrets.empty() && actions.empty() && !status && spec_puts.empty(); }
 };

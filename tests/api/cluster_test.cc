@@ -96,6 +96,10 @@ TEST(ParseClusterSpec, AppliesDefaultsToTheTypedValueOnly) {
   EXPECT_EQ(r->initdb.database, "app");
   EXPECT_EQ(r->initdb.owner, "app");
   EXPECT_TRUE(r->initdb.data_checksums);
+  EXPECT_EQ(r->failover_delay_seconds, 0);
+  EXPECT_EQ(r->switchover_delay_seconds, 60);
+  EXPECT_EQ(r->lease_duration_ms, 1500);
+  EXPECT_FALSE(r->max_lag_on_failover_bytes.has_value());
   EXPECT_EQ(spec, MinimalSpec());  // the input is untouched
 }
 
@@ -107,6 +111,7 @@ TEST(ParseClusterSpec, ReadsEveryField) {
     "postgresql": {"parameters": {"max_connections": "200"}, "pg_hba": ["host all all 10.0.0.0/8 scram-sha-256"],
                    "synchronous": {"method": "first", "number": 2, "dataDurability": "preferred"}},
     "failoverDelay": 5, "switchoverDelay": 30, "maxLagOnFailover": "16Mi",
+    "leaseDurationMilliseconds": 4000,
     "primaryUpdateMethod": "restart", "enablePDB": false,
     "attachments": {"allowedNamespaces": ["apps"], "namespaceSelector": {"matchLabels": {"team": "a"}}},
     "bootstrap": {"initdb": {"database": "shop", "owner": "shop_owner", "dataChecksums": false,
@@ -126,6 +131,7 @@ TEST(ParseClusterSpec, ReadsEveryField) {
   EXPECT_EQ(r->failover_delay_seconds, 5);
   EXPECT_EQ(r->switchover_delay_seconds, 30);
   EXPECT_EQ(r->max_lag_on_failover_bytes, 16 << 20);
+  EXPECT_EQ(r->lease_duration_ms, 4000);
   EXPECT_EQ(r->primary_update_method, PrimaryUpdateMethod::kRestart);
   EXPECT_FALSE(r->enable_pdb);
   EXPECT_TRUE(r->attachments.Allows("db", "apps", {}));
@@ -175,6 +181,11 @@ TEST(ParseClusterSpec, RejectsWithFieldAndAdvice) {
       {"bad database", R"({"bootstrap": {"initdb": {"database": "My-DB"}}})",
        "spec.bootstrap.initdb.database", "lower-case"},
       {"negative delay", R"({"failoverDelay": -5})", "spec.failoverDelay", "between 0 and 86400"},
+      {"lease too short", R"({"leaseDurationMilliseconds": 100})",
+       "spec.leaseDurationMilliseconds", "between 500 and 60000"},
+      {"lease too long", R"({"leaseDurationMilliseconds": 600000})",
+       "spec.leaseDurationMilliseconds", "default of 1500"},
+      {"bad lag guard", R"({"maxLagOnFailover": "lots"})", "spec.maxLagOnFailover", "Mi"},
   };
   for (const auto& c : cases) {
     Json spec = MinimalSpec();
@@ -230,6 +241,20 @@ TEST(ClusterStatus, JsonRoundTrip) {
   s.postgres_major_version = 15;
   s.instances.push_back({"db-1", "primary", true, "running", "0/3000060", -1, 1, "", 4, "abc"});
   s.instance_names = {"db-1", "db-2"};
+  EXPECT_EQ(PostgresClusterStatus::FromJson(s.ToJson()), s);
+  // High availability.
+  s.term = 4;
+  s.primary_change = PrimaryChange{PrimaryChangeKind::kFailover, "db-1", "db-2", "gone",
+                                   "2026-11-23T00:00:00.250000Z", "0/3000060"};
+  s.primary_failing_since = "2026-11-23T00:00:00.100000Z";
+  s.failovers = 2;
+  s.last_failover = FailoverRecord{"db-2", "db-1", "0/2000000", "2026-11-22T00:00:00Z", "crash", 1234};
+  s.synchronous_standbys = {"db-2"};
+  Json j = s.ToJson();
+  EXPECT_EQ(j["primaryChange"]["type"], "Failover");
+  EXPECT_EQ(j["lastFailover"]["durationMilliseconds"], 1234);
+  EXPECT_EQ(PostgresClusterStatus::FromJson(j), s);
+  s.primary_change->kind = PrimaryChangeKind::kSwitchover;
   EXPECT_EQ(PostgresClusterStatus::FromJson(s.ToJson()), s);
   EXPECT_EQ(PostgresClusterStatus::FromJson(Json()), PostgresClusterStatus());
 }

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <functional>
 #include <set>
 
 #include "reconcilers/cluster_reconciler.h"
@@ -40,7 +41,8 @@ class World {
   ClusterObservation Observe() const {
     ClusterObservation o;
     o.cluster = cluster_;
-    o.now = "2026-11-23T00:00:00Z";
+    o.now = now_;
+    o.old_lease_expires_in_ms = old_lease_expires_in_ms_;
     for (const auto& [name, pod] : pods_) o.pods.push_back(pod);
     for (const auto& [name, pvc] : pvcs_) o.pvcs.push_back(pvc);
     o.services = services_;
@@ -48,6 +50,10 @@ class World {
     o.pdbs = pdbs_;
     for (const auto& [name, pod] : pods_) {
       if (!pod["status"].contains("podIP")) continue;  // not scheduled yet
+      if (unreachable_.count(name)) {
+        o.instances.emplace(name, UnavailableError("GET /status of " + name + ": timed out"));
+        continue;
+      }
       auto it = instances_.find(name);
       if (it == instances_.end()) {
         o.instances.emplace(name, InstanceStatus{name});
@@ -173,6 +179,9 @@ class World {
   }
 
   Json cluster_;
+  std::string now_ = "2026-11-23T00:00:00Z";
+  std::optional<int64_t> old_lease_expires_in_ms_;
+  std::set<std::string> unreachable_;  // instances that do not answer
   std::map<std::string, Json> pods_, pvcs_, services_, secrets_, pdbs_;
   std::map<std::string, Instance> instances_;
   std::vector<PlannedEvent> events_;
@@ -439,11 +448,12 @@ TEST(ClusterPlan, RollingUpdateOrderReplicasThenSwitchoverThenOldPrimary) {
   for (int round = 0; round < 40; ++round) {
     ClusterPlan plan = PlanCluster(w.Observe());
     if (plan.Empty()) break;
-    for (const auto& a : plan.actions) {
-      if (a.op == ObjectOp::kDelete || a.op == ObjectOp::kCreate) steps.push_back(a.description);
-    }
+    // Events first: they say what the plan concluded from the observation it started with.
     for (const auto& e : plan.events) {
       if (e.reason.rfind("Switchover", 0) == 0) steps.push_back(e.reason);
+    }
+    for (const auto& a : plan.actions) {
+      if (a.op == ObjectOp::kDelete || a.op == ObjectOp::kCreate) steps.push_back(a.description);
     }
     w.Apply(plan);
   }
@@ -561,13 +571,397 @@ TEST(ClusterPlan, SwitchoverResumesFromObservedStateAtEveryStep) {
     EXPECT_EQ(w.Status().current_primary, "db-2");
     EXPECT_EQ(w.Status().phase, "Healthy");
   }
-  {  // The target disappeared -> abort, keep the primary, unfence it.
+  {  // The target disappeared after the switchover started -> abort, unfence the primary.
     World w = frozen();
-    w.cluster_["status"]["targetPrimary"] = "db-9";
+    w.Apply(PlanCluster(w.Observe()));
+    w.pods_.erase("db-2");
+    w.cluster_["status"]["instanceNames"] = {"db-1", "db-3"};
+    w.cluster_["spec"]["replicas"] = 2;
     ClusterPlan plan = PlanCluster(w.Observe());
     EXPECT_TRUE(HasEvent(plan.events, "SwitchoverAborted"));
     EXPECT_EQ(plan.status->target_primary, "db-1");
+    EXPECT_FALSE(plan.status->primary_change.has_value());
+    ASSERT_FALSE(plan.spec_puts.empty());
+    EXPECT_EQ(plan.spec_puts[0].pod, "db-1");
+    EXPECT_FALSE(plan.spec_puts[0].spec.fenced);
   }
+}
+
+// ---- High availability: failover, switchover requests, leadership fields ---------------
+
+namespace {
+
+std::map<std::string, InstanceSpec> PutsByPod(const ClusterPlan& plan) {
+  std::map<std::string, InstanceSpec> out;
+  for (const auto& p : plan.spec_puts) out[p.pod] = p.spec;
+  return out;
+}
+
+// A converged 3-instance cluster whose primary db-1 has just stopped answering; db-3 received
+// the most WAL.
+World FailedPrimary(Json spec = Spec(3)) {
+  World w(std::move(spec));
+  w.Converge();
+  w.instances_["db-1"].running = false;
+  w.unreachable_.insert("db-1");
+  w.instances_["db-2"].lsn = 0x3000100;
+  w.instances_["db-3"].lsn = 0x3000200;
+  return w;
+}
+
+}  // namespace
+
+TEST(ClusterPlan, EverySpecCarriesTheTermAndThePrimaryItsLeaseAndPeers) {
+  World w(Spec(3));
+  w.Converge();
+  EXPECT_EQ(w.Status().term, 1);
+  auto primary = w.instances_["db-1"].spec;
+  EXPECT_EQ(primary.term, 1);
+  EXPECT_EQ(primary.lease_duration_ms, kDefaultLeaseDurationMs);
+  EXPECT_EQ(primary.peers, (std::vector<Peer>{{"db-2", "10.1.0.2", kInstanceApiPort},
+                                              {"db-3", "10.1.0.3", kInstanceApiPort}}));
+  EXPECT_EQ(w.instances_["db-2"].spec.term, 1);
+  EXPECT_EQ(w.instances_["db-2"].spec.lease_duration_ms, 0);
+  ClusterPlan plan = PlanCluster(w.Observe());
+  ASSERT_TRUE(plan.lease.has_value());
+  EXPECT_EQ(*plan.lease, (LeaseTarget{"db-1", 1, kDefaultLeaseDurationMs}));
+
+  w.SetSpec("/leaseDurationMilliseconds", 3000);
+  w.Converge();
+  EXPECT_EQ(w.instances_["db-1"].spec.lease_duration_ms, 3000);
+
+  World single(Spec(1));
+  single.Converge();
+  EXPECT_EQ(single.instances_["db-1"].spec.lease_duration_ms, 0);
+  EXPECT_TRUE(single.instances_["db-1"].spec.peers.empty());
+  EXPECT_FALSE(PlanCluster(single.Observe()).lease.has_value());
+}
+
+// The whole failover, step by step, as the executor and the instances would see it.
+TEST(ClusterPlan, FailoverRevokesWaitsForTheOldLeaseThenPromotesTheMostAdvancedReplica) {
+  World w = FailedPrimary();
+
+  // 1. Detection: the failover is recorded, every replica gets term 2 (revocation), nobody
+  //    is promoted, and no lease is renewed any more.
+  ClusterPlan start = PlanCluster(w.Observe());
+  ASSERT_TRUE(start.status.has_value());
+  ASSERT_TRUE(start.status->primary_change.has_value());
+  EXPECT_EQ(start.status->primary_change->kind, PrimaryChangeKind::kFailover);
+  EXPECT_EQ(start.status->primary_change->from, "db-1");
+  EXPECT_EQ(start.status->primary_change->to, "db-3");
+  EXPECT_EQ(start.status->primary_change->lsn, "0/3000200");
+  EXPECT_EQ(start.status->current_primary, "db-1");
+  EXPECT_EQ(start.status->target_primary, "db-3");
+  EXPECT_EQ(start.status->term, 1);
+  EXPECT_EQ(start.status->phase, "FailingOver");
+  EXPECT_TRUE(HasEvent(start.events, "FailoverStarted"));
+  EXPECT_FALSE(start.lease.has_value());
+  EXPECT_LE(start.requeue_after, std::chrono::milliseconds(200));
+  auto puts = PutsByPod(start);
+  EXPECT_EQ(puts.count("db-1"), 0u) << "an unreachable instance is not sent anything";
+  EXPECT_EQ(puts["db-2"].term, 2);
+  EXPECT_EQ(puts["db-3"].term, 2);
+  EXPECT_EQ(puts["db-3"].role, InstanceRole::kReplica);
+  w.Apply(start);
+
+  // 2. The old lease cannot be bounded yet, then has not expired yet: wait.
+  for (std::optional<int64_t> left : {std::optional<int64_t>(), std::optional<int64_t>(700)}) {
+    w.old_lease_expires_in_ms_ = left;
+    ClusterPlan wait = PlanCluster(w.Observe());
+    const auto& st = wait.status ? *wait.status : w.Status();
+    EXPECT_EQ(st.current_primary, "db-1");
+    EXPECT_TRUE(wait.spec_puts.empty());
+    EXPECT_FALSE(wait.lease.has_value());
+    EXPECT_LE(wait.requeue_after, std::chrono::milliseconds(left.value_or(200)));
+    if (wait.status) w.cluster_["status"] = wait.status->ToJson();
+  }
+
+  // 3. Expired: term 2, currentPrimary and the role labels move, db-3 is promoted with a lease
+  //    and the remaining replica follows it.
+  w.old_lease_expires_in_ms_ = 0;
+  ClusterPlan promote = PlanCluster(w.Observe());
+  ASSERT_TRUE(promote.status.has_value());
+  EXPECT_EQ(promote.status->current_primary, "db-3");
+  EXPECT_EQ(promote.status->term, 2);
+  puts = PutsByPod(promote);
+  EXPECT_EQ(puts["db-3"].role, InstanceRole::kPrimary);
+  EXPECT_EQ(puts["db-3"].term, 2);
+  EXPECT_EQ(puts["db-3"].lease_duration_ms, kDefaultLeaseDurationMs);
+  EXPECT_EQ(puts["db-2"].primary->host, "10.1.0.3");
+  EXPECT_TRUE(HasAction(promote, "label Pod db-3 primary"));
+  EXPECT_TRUE(HasAction(promote, "label Pod db-1 replica"));
+  ASSERT_TRUE(promote.lease.has_value());
+  EXPECT_EQ(*promote.lease, (LeaseTarget{"db-3", 2, kDefaultLeaseDurationMs}));
+  w.Apply(promote);
+
+  // 4. The new primary is ready: the story is published.
+  w.now_ = "2026-11-23T00:00:02Z";
+  ClusterPlan done = PlanCluster(w.Observe());
+  ASSERT_TRUE(done.status.has_value());
+  EXPECT_FALSE(done.status->primary_change.has_value());
+  EXPECT_EQ(done.status->failovers, 1);
+  ASSERT_TRUE(done.status->last_failover.has_value());
+  EXPECT_EQ(done.status->last_failover->from, "db-1");
+  EXPECT_EQ(done.status->last_failover->to, "db-3");
+  EXPECT_EQ(done.status->last_failover->lsn, "0/3000200");
+  EXPECT_EQ(done.status->last_failover->time, "2026-11-23T00:00:02Z");
+  EXPECT_EQ(done.status->last_failover->duration_ms, 2000);
+  EXPECT_NE(done.status->last_failover->reason.find("does not answer"), std::string::npos);
+  EXPECT_TRUE(HasEvent(done.events, "FailoverCompleted"));
+  w.Apply(done);
+
+  // 5. The old primary comes back and rejoins as a replica of db-3 in term 2.
+  w.unreachable_.clear();
+  w.Converge();
+  EXPECT_EQ(w.instances_["db-1"].spec.role, InstanceRole::kReplica);
+  EXPECT_EQ(w.instances_["db-1"].spec.term, 2);
+  EXPECT_EQ(w.instances_["db-1"].spec.primary->host, "10.1.0.3");
+  EXPECT_EQ(w.Status().phase, "Healthy");
+  EXPECT_EQ(w.Status().failovers, 1);
+}
+
+TEST(ClusterPlan, FailoverTriggers) {
+  struct Case {
+    std::string name;
+    std::function<void(World&)> fault;
+    bool starts;
+  };
+  std::vector<Case> cases = {
+      {"healthy", [](World&) {}, false},
+      {"pod deleted", [](World& w) { w.pods_.erase("db-1"); }, true},
+      {"pod terminating",
+       [](World& w) { w.pods_["db-1"]["metadata"]["deletionTimestamp"] = "2026-11-23T00:00:00Z"; },
+       true},
+      {"unreachable", [](World& w) { w.unreachable_.insert("db-1"); }, true},
+      {"postgres down, within the grace", [](World& w) { w.instances_["db-1"].running = false; },
+       false},
+      {"postgres down beyond the grace",
+       [](World& w) {
+         w.instances_["db-1"].running = false;
+         w.cluster_["status"]["primaryFailingSince"] = "2026-11-22T23:59:00Z";
+       },
+       true},
+  };
+  for (const auto& c : cases) {
+    World w(Spec(3));
+    w.Converge();
+    c.fault(w);
+    ClusterPlan plan = PlanCluster(w.Observe());
+    auto st = plan.status ? *plan.status : w.Status();
+    EXPECT_EQ(st.primary_change.has_value(), c.starts) << c.name;
+    EXPECT_EQ(HasEvent(plan.events, "FailoverStarted"), c.starts) << c.name;
+  }
+}
+
+TEST(ClusterPlan, FailoverDelayWaitsBeforeStarting) {
+  Json spec = Spec(3);
+  spec["failoverDelay"] = 5;
+  World w = FailedPrimary(spec);
+  ClusterPlan first = PlanCluster(w.Observe());
+  ASSERT_TRUE(first.status.has_value());
+  EXPECT_FALSE(first.status->primary_change.has_value());
+  EXPECT_FALSE(first.status->primary_failing_since.empty());
+  EXPECT_LE(first.requeue_after, std::chrono::seconds(1));
+  w.Apply(first);
+  w.now_ = "2026-11-23T00:00:04Z";
+  EXPECT_FALSE(HasEvent(PlanCluster(w.Observe()).events, "FailoverStarted"));
+  w.now_ = "2026-11-23T00:00:05Z";
+  EXPECT_TRUE(HasEvent(PlanCluster(w.Observe()).events, "FailoverStarted"));
+
+  // The primary recovered within the delay: the record is cleared, nothing else happens.
+  World r = FailedPrimary(spec);
+  r.Apply(PlanCluster(r.Observe()));
+  r.unreachable_.clear();
+  r.instances_["db-1"].running = true;
+  ClusterPlan healed = PlanCluster(r.Observe());
+  auto st = healed.status ? *healed.status : r.Status();
+  EXPECT_TRUE(st.primary_failing_since.empty());
+  EXPECT_FALSE(st.primary_change.has_value());
+}
+
+TEST(ClusterPlan, FailoverLagGuardAndSynchronousRefusals) {
+  {  // Async with maxLagOnFailover: every replica too far behind -> blocked, said clearly.
+    Json spec = Spec(3);
+    spec["maxLagOnFailover"] = "1Mi";
+    World w(spec);
+    w.Converge();
+    w.instances_["db-1"].lsn = 0x9000000;
+    w.Apply(PlanCluster(w.Observe()));  // publishes the primary's LSN
+    w.instances_["db-1"].running = false;
+    w.unreachable_.insert("db-1");
+    ClusterPlan plan = PlanCluster(w.Observe());
+    ASSERT_TRUE(plan.status.has_value());
+    EXPECT_FALSE(plan.status->primary_change.has_value());
+    EXPECT_TRUE(HasEvent(plan.events, "FailoverBlocked"));
+    EXPECT_NE(plan.status->phase_reason.find("maxLagOnFailover"), std::string::npos);
+    const Condition* degraded = plan.status->FindCondition("Degraded");
+    ASSERT_NE(degraded, nullptr);
+    EXPECT_EQ(degraded->reason, "FailoverBlocked");
+    w.Apply(plan);
+    EXPECT_FALSE(HasEvent(PlanCluster(w.Observe()).events, "FailoverBlocked"))
+        << "the same refusal is not announced twice";
+  }
+  {  // Synchronous (ANY 1 of db-2, db-3): one standby out of reach may hold the last
+     // acknowledged write -> nobody is promoted.
+    Json spec = Spec(3);
+    spec["postgresql"]["synchronous"] = {{"number", 1}};
+    World w = FailedPrimary(spec);
+    EXPECT_EQ(w.Status().synchronous_standbys, (std::vector<std::string>{"db-2", "db-3"}));
+    w.unreachable_.insert("db-3");
+    ClusterPlan plan = PlanCluster(w.Observe());
+    ASSERT_TRUE(plan.status.has_value());
+    EXPECT_FALSE(plan.status->primary_change.has_value());
+    EXPECT_NE(plan.status->phase_reason.find("synchronous"), std::string::npos);
+    // Both standbys reachable -> the most advanced one is promoted.
+    w.unreachable_.erase("db-3");
+    plan = PlanCluster(w.Observe());
+    ASSERT_TRUE(plan.status->primary_change.has_value());
+    EXPECT_EQ(plan.status->primary_change->to, "db-3");
+  }
+}
+
+TEST(ClusterPlan, SynchronousModeShowsWhatHappensWithoutStandbys) {
+  for (std::string durability : {"required", "preferred"}) {
+    Json spec = Spec(2);
+    spec["postgresql"]["synchronous"] = {{"number", 1}, {"dataDurability", durability}};
+    World w(spec);
+    w.Converge();
+    const Condition* c = w.Status().FindCondition("SynchronousReplication");
+    ASSERT_NE(c, nullptr) << durability;
+    EXPECT_EQ(c->status, "True");
+    w.instances_["db-2"].streaming = false;
+    w.Converge();
+    c = w.Status().FindCondition("SynchronousReplication");
+    ASSERT_NE(c, nullptr);
+    EXPECT_EQ(c->status, "False");
+    if (durability == "required") {
+      EXPECT_EQ(c->reason, "WritesBlocked");
+      EXPECT_EQ(w.instances_["db-1"].spec.synchronous_standby_names, "ANY 1 (\"db-2\")");
+    } else {
+      EXPECT_EQ(c->reason, "DegradedToAsync");
+      EXPECT_EQ(w.instances_["db-1"].spec.synchronous_standby_names, "");
+    }
+  }
+}
+
+// A controller may crash at any point of a failover; a fresh planner working from the
+// published status must continue it, never restart or fork it.
+TEST(ClusterPlan, FailoverResumesFromThePublishedStatusAtEveryStep) {
+  {  // Crashed after publishing the start, before any PUT: the same revocation again.
+    World w = FailedPrimary();
+    ClusterPlan start = PlanCluster(w.Observe());
+    w.cluster_["status"] = start.status->ToJson();
+    ClusterPlan again = PlanCluster(w.Observe());
+    EXPECT_FALSE(HasEvent(again.events, "FailoverStarted"));
+    auto a = PutsByPod(start);
+    auto b = PutsByPod(again);
+    EXPECT_EQ(a, b);
+  }
+  {  // Crashed after publishing the promotion, before any PUT: the same promotion again, even
+     // though this controller cannot bound the old lease (it was already certain).
+    World w = FailedPrimary();
+    w.Apply(PlanCluster(w.Observe()));
+    w.old_lease_expires_in_ms_ = 0;
+    ClusterPlan promote = PlanCluster(w.Observe());
+    w.cluster_["status"] = promote.status->ToJson();
+    w.old_lease_expires_in_ms_.reset();
+    ClusterPlan again = PlanCluster(w.Observe());
+    EXPECT_EQ(PutsByPod(again), PutsByPod(promote));
+    w.Apply(again);
+    w.Converge();
+    EXPECT_EQ(w.Status().current_primary, "db-3");
+    EXPECT_EQ(w.Status().failovers, 1);
+  }
+  {  // The candidate failed before its promotion: another replica is chosen.
+    World w = FailedPrimary();
+    w.Apply(PlanCluster(w.Observe()));
+    w.unreachable_.insert("db-3");
+    w.instances_["db-3"].running = false;
+    ClusterPlan plan = PlanCluster(w.Observe());
+    EXPECT_TRUE(HasEvent(plan.events, "FailoverCandidateChanged"));
+    EXPECT_EQ(plan.status->primary_change->to, "db-2");
+    EXPECT_EQ(plan.status->target_primary, "db-2");
+  }
+  {  // The old primary answers again before the promotion: it is fenced, the failover goes on.
+    World w = FailedPrimary();
+    w.Apply(PlanCluster(w.Observe()));
+    w.unreachable_.clear();
+    w.instances_["db-1"].running = true;
+    ClusterPlan plan = PlanCluster(w.Observe());
+    auto puts = PutsByPod(plan);
+    ASSERT_EQ(puts.count("db-1"), 1u);
+    EXPECT_TRUE(puts["db-1"].fenced);
+    EXPECT_EQ(puts["db-1"].term, 1);
+    EXPECT_EQ(plan.status->current_primary, "db-1");
+    EXPECT_EQ(plan.status->primary_change->to, "db-3");
+  }
+}
+
+TEST(ClusterPlan, UserSwitchoverRequestsAreValidated) {
+  struct Case {
+    std::string target;
+    std::function<void(World&)> setup;
+    bool accepted;
+  };
+  std::vector<Case> cases = {
+      {"db-2", [](World&) {}, true},
+      {"db-7", [](World&) {}, false},
+      {"db-2", [](World& w) { w.instances_["db-2"].running = false; }, false},
+      {"db-2", [](World& w) { w.unreachable_.insert("db-2"); }, false},
+      {"db-2", [](World& w) { w.instances_["db-1"].running = false; }, false},
+  };
+  for (const auto& c : cases) {
+    World w(Spec(3));
+    w.Converge();
+    c.setup(w);
+    w.cluster_["status"]["targetPrimary"] = c.target;
+    ClusterPlan plan = PlanCluster(w.Observe());
+    ASSERT_TRUE(plan.status.has_value());
+    EXPECT_EQ(HasEvent(plan.events, "SwitchoverStarted"), c.accepted) << c.target;
+    EXPECT_EQ(HasEvent(plan.events, "SwitchoverRefused"), !c.accepted) << c.target;
+    EXPECT_EQ(plan.status->target_primary, c.accepted ? c.target : "db-1");
+    EXPECT_EQ(plan.status->primary_change.has_value(), c.accepted);
+  }
+}
+
+TEST(ClusterPlan, SwitchoverThatDoesNotFinishInTimeIsUndone) {
+  World w(Spec(3));
+  w.Converge();
+  w.cluster_["status"]["targetPrimary"] = "db-2";
+  w.Apply(PlanCluster(w.Observe()));  // accepted; db-1 fenced
+  w.instances_["db-2"].streaming = true;  // never catches up
+  w.now_ = "2026-11-23T00:00:59Z";
+  ClusterPlan waiting = PlanCluster(w.Observe());
+  EXPECT_FALSE(HasEvent(waiting.events, "SwitchoverTimedOut"));
+  EXPECT_LE(waiting.requeue_after, std::chrono::milliseconds(200));
+  w.now_ = "2026-11-23T00:01:01Z";
+  ClusterPlan undone = PlanCluster(w.Observe());
+  EXPECT_TRUE(HasEvent(undone.events, "SwitchoverTimedOut"));
+  ASSERT_TRUE(undone.status.has_value());
+  EXPECT_EQ(undone.status->current_primary, "db-1");
+  EXPECT_EQ(undone.status->target_primary, "db-1");
+  EXPECT_FALSE(undone.status->primary_change.has_value());
+  auto puts = PutsByPod(undone);
+  ASSERT_EQ(puts.count("db-1"), 1u);
+  EXPECT_FALSE(puts["db-1"].fenced);
+}
+
+TEST(ClusterPlan, SwitchoverBumpsTheTermAndCompletesWhenTheTargetIsPrimary) {
+  World w(Spec(3));
+  w.Converge();
+  w.cluster_["status"]["targetPrimary"] = "db-2";
+  w.Apply(PlanCluster(w.Observe()));
+  w.instances_["db-2"].follows = false;  // db-1 stopped; db-2 replayed everything
+  ClusterPlan promote = PlanCluster(w.Observe());
+  EXPECT_EQ(promote.status->current_primary, "db-2");
+  EXPECT_EQ(promote.status->term, 2);
+  EXPECT_TRUE(promote.status->primary_change.has_value()) << "until db-2 is ready";
+  EXPECT_EQ(PutsByPod(promote)["db-1"].term, 2);
+  w.Apply(promote);
+  ClusterPlan done = PlanCluster(w.Observe());
+  EXPECT_TRUE(HasEvent(done.events, "SwitchoverCompleted"));
+  EXPECT_FALSE(done.status->primary_change.has_value());
+  EXPECT_EQ(done.status->failovers, 0);
 }
 
 TEST(ClusterPlan, SynchronousStandbyNames) {
