@@ -128,6 +128,7 @@ struct RunResult {
   bool fenced_checked = false;
   bool fenced = true;         // the old primary never accepted a write after the thaw
   bool converged = false;     // all three back, the old primary rejoined
+  int64_t reported_ms = -1;   // status.lastFailover.durationMilliseconds of this run's failover
   std::string note;
 };
 
@@ -235,6 +236,8 @@ RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault
     if (t.ok()) candidates.emplace_back(i.name, *t);
   }
 
+  const int64_t failovers_before =
+      cluster.Cluster().value("status", Json::object()).value("failovers", int64_t{0});
   SteadyTime fault_at = Clock::now();
   Status injected;
   if (fault == "freeze") {
@@ -300,6 +303,12 @@ RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault
     r.note += (r.note.empty() ? "" : "; ") + s.message();
   }
   if (auto gap = LongestGap(writer.Attempts(), fault_at)) r.unavailability_s = *gap;
+  // The controller's own account of a failover it completed during this run.
+  Json status = cluster.Cluster().value("status", Json::object());
+  if (status.value("failovers", int64_t{0}) > failovers_before) {
+    r.reported_ms =
+        status.value("lastFailover", Json::object()).value("durationMilliseconds", int64_t{-1});
+  }
   r.acknowledged = writer.acknowledged_count();
   auto now_leader = cluster.LeaderTarget();
   Result<std::vector<int64_t>> present =
@@ -388,10 +397,11 @@ int Main(int argc, char** argv) {
       for (int run = 1; run <= args.runs; ++run) {
         RunResult r = RunOnce(**cluster, args, fault, run);
         std::fprintf(stderr,
-                     "%-5s %-10s run %d: %s -> %s  unavailable %.2f s  promoted %.2f s  acked "
-                     "%lld  lost %lld  %s%s %s\n",
+                     "%-5s %-10s run %d: %s -> %s  unavailable %.2f s  promoted %.2f s  "
+                     "(controller: %lld ms)  acked %lld  lost %lld  %s%s %s\n",
                      r.mode.c_str(), r.fault.c_str(), r.run, r.old_primary.c_str(),
                      r.new_primary.c_str(), r.unavailability_s, r.promotion_s,
+                     static_cast<long long>(r.reported_ms),
                      static_cast<long long>(r.acknowledged), static_cast<long long>(r.lost),
                      r.fenced_checked ? (r.fenced ? "fenced" : "NOT-FENCED") : "",
                      r.converged ? " rejoined" : " NOT-CONVERGED", r.note.c_str());
@@ -410,11 +420,12 @@ int Main(int argc, char** argv) {
   std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::printf("### %s\n\nMachine: %s\n\n", date, Machine().c_str());
   std::printf("| mode | fault | runs (recovered) | write unavailability s (min / median / max) | "
-              "promotion s (min / median / max) | acked writes | lost acked writes (runs with "
-              "loss) | old primary fenced & rejoined |\n|---|---|---|---|---|---|---|---|\n");
+              "promotion s (min / median / max) | failover duration in status s (min / median / "
+              "max) | acked writes | lost acked writes (runs with loss) | old primary fenced & "
+              "rejoined |\n|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& mode : args.modes) {
     for (const std::string& fault : args.faults) {
-      std::vector<double> unavailable, promotion;
+      std::vector<double> unavailable, promotion, reported;
       int runs = 0, recovered = 0, runs_with_loss = 0, fenced = 0, fence_checked = 0,
           converged = 0;
       int64_t acked = 0, lost = 0;
@@ -426,6 +437,7 @@ int Main(int argc, char** argv) {
           unavailable.push_back(r.unavailability_s);
         }
         if (r.promotion_s >= 0) promotion.push_back(r.promotion_s);
+        if (r.reported_ms >= 0) reported.push_back(r.reported_ms / 1000.0);
         acked += r.acknowledged;
         if (r.lost != 0) ++runs_with_loss;
         lost += std::max<int64_t>(r.lost, 0);
@@ -440,9 +452,9 @@ int Main(int argc, char** argv) {
                                       std::to_string(runs) + " rejoined"
                                 : std::to_string(converged) + "/" + std::to_string(runs) +
                                       " converged";
-      std::printf("| %s | %s | %d (%d) | %s | %s | %lld | %lld (%d) | %s |\n", mode.c_str(),
+      std::printf("| %s | %s | %d (%d) | %s | %s | %s | %lld | %lld (%d) | %s |\n", mode.c_str(),
                   fault.c_str(), runs, recovered, Stats(unavailable).c_str(),
-                  Stats(promotion).c_str(), static_cast<long long>(acked),
+                  Stats(promotion).c_str(), Stats(reported).c_str(), static_cast<long long>(acked),
                   static_cast<long long>(lost), runs_with_loss, fencing.c_str());
     }
   }

@@ -388,22 +388,25 @@ TEST_F(HaE2e, ControllerKilledMidFailoverResumesToOneWritablePrimary) {
   HaCluster& cluster = *started;
   ASSERT_TRUE(Converged(cluster));
   const std::string old_primary = cluster.CurrentPrimary();
-  const std::string rv_before = meta::ResourceVersion(cluster.Cluster());
   auto writer = StartWriter(cluster, "controller_crash_writes");
   ASSERT_TRUE(writer);
   ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s)) << writer->LastError();
   PrimarySampler sampler(cluster);
 
   ASSERT_TRUE(cluster.Freeze(old_primary).ok());
-  // The controller's first visible step of the failover (any write to the cluster's status),
-  // then SIGKILL: it dies mid-failover. It stays dead for a while, then a new one starts.
-  bool reacted = WaitFor([&] { return meta::ResourceVersion(cluster.Cluster()) != rv_before; },
-                         kRecovery);
+  // SIGKILL the controller as soon as it has recorded the failover it started
+  // (status.primaryChange) and before the new primary is in place: it dies mid-failover. It
+  // stays dead for a while, then a new one starts and must finish the job.
+  bool started_failover = WaitFor([&] {
+    Json status = cluster.Cluster().value("status", Json::object());
+    return status.contains("primaryChange") ||
+           status.value("currentPrimary", old_primary) != old_primary;
+  }, kRecovery);
   cluster.KillController();
   std::this_thread::sleep_for(3s);
   ASSERT_TRUE(cluster.StartController().ok());
-  EXPECT_TRUE(reacted) << "the controller never reacted to the frozen primary\n"
-                       << cluster.Describe();
+  EXPECT_TRUE(started_failover) << "the controller never started a failover\n"
+                                << cluster.Describe();
 
   std::string new_primary;
   bool replaced = WaitFor([&] {
