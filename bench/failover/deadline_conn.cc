@@ -1,8 +1,7 @@
 #include "bench/failover/deadline_conn.h"
 
-#include <poll.h>
-
 #include <libpq-fe.h>
+#include <poll.h>
 
 namespace petrel {
 namespace {
@@ -36,7 +35,7 @@ Result<DeadlineConn> DeadlineConn::Connect(const std::string& host, uint16_t por
                                            const std::string& dbname,
                                            const DeadlineConnOptions& options) {
   std::string port_text = std::to_string(port);
-  const char* keys[] = {"host", "port", "user", "password", "dbname", "application_name",
+  const char* keys[] = {"host",    "port", "user", "password", "dbname", "application_name",
                         "sslmode", nullptr};
   const char* values[] = {host.c_str(),   port_text.c_str(),
                           user.c_str(),   password.c_str(),
@@ -50,7 +49,8 @@ Result<DeadlineConn> DeadlineConn::Connect(const std::string& host, uint16_t por
   }
   // Server notices (e.g. "terminating connection due to administrator command") are
   // expected during failovers; they are not this client's output.
-  PQsetNoticeProcessor(c.get(), [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c.get(), [](void*, const char*) {}, nullptr);
   auto deadline = Clock::now() + options.connect_timeout;
   PostgresPollingStatusType state = PGRES_POLLING_WRITING;
   while (state != PGRES_POLLING_OK) {
@@ -64,7 +64,8 @@ Result<DeadlineConn> DeadlineConn::Connect(const std::string& host, uint16_t por
     }
     state = PQconnectPoll(c.get());
   }
-  if (PQsetnonblocking(c.get(), 1) != 0) return UnavailableError("connect: PQsetnonblocking failed");
+  if (PQsetnonblocking(c.get(), 1) != 0)
+    return UnavailableError("connect: PQsetnonblocking failed");
   return DeadlineConn(std::move(c), options);
 }
 

@@ -5,8 +5,8 @@
 // server-side settings (statement_timeout) and TCP timeouts never fire. This class drives
 // libpq's non-blocking API (PQconnectStartParams/PQconnectPoll, PQsendQueryParams/
 // PQconsumeInput) and poll(2) with a deadline; when the deadline passes the connection is
-// dropped (PQfinish closes the socket) and the call fails with Timeout. A timed-out statement may or may not have committed: callers must treat it as
-// unacknowledged, never as failed-and-absent.
+// dropped (PQfinish closes the socket) and the call fails with Timeout. A timed-out statement may
+// or may not have committed: callers must treat it as unacknowledged, never as failed-and-absent.
 //
 // Thread-safety: one thread per DeadlineConn; distinct objects are independent.
 #pragma once

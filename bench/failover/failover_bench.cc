@@ -20,6 +20,8 @@
 //      promotion = fault -> first moment an instance other than the old primary answers
 //      pg_is_in_recovery() = false on its own address (polled every 50 ms); for a crash that
 //      ends with the old primary back in place, the moment it answers again;
+//      endpoint = fault -> the leader Service's proxy forwards to a primary again (moved to
+//      another Pod, or emptied and refilled);
 //      lost = acknowledged ids absent from the table once the cluster has converged again;
 //      fenced = after the thaw, the old primary never accepted a write on its own address
 //      while it was not the current primary (checked every 200 ms until convergence).
@@ -82,17 +84,27 @@ Args ParseArgs(int argc, char** argv) {
     auto eq = arg.find('=');
     std::string key = arg.substr(0, eq);
     std::string value = eq == std::string::npos ? "" : arg.substr(eq + 1);
-    if (key == "--runs") a.runs = std::stoi(value);
-    else if (key == "--modes") a.modes = SplitComma(value);
-    else if (key == "--faults") a.faults = SplitComma(value);
-    else if (key == "--steady-seconds") a.steady_seconds = std::stoi(value);
-    else if (key == "--recovery-timeout") a.recovery_timeout = std::stoi(value);
-    else if (key == "--petrel") a.petrel = value;
-    else if (key == "--source-dir") a.source_dir = value;
-    else if (key == "--keep") a.keep = true;
+    if (key == "--runs")
+      a.runs = std::stoi(value);
+    else if (key == "--modes")
+      a.modes = SplitComma(value);
+    else if (key == "--faults")
+      a.faults = SplitComma(value);
+    else if (key == "--steady-seconds")
+      a.steady_seconds = std::stoi(value);
+    else if (key == "--recovery-timeout")
+      a.recovery_timeout = std::stoi(value);
+    else if (key == "--petrel")
+      a.petrel = value;
+    else if (key == "--source-dir")
+      a.source_dir = value;
+    else if (key == "--keep")
+      a.keep = true;
     else {
-      std::fprintf(stderr, "failover_bench: unknown flag %s (see the header of "
-                           "bench/failover/failover_bench.cc)\n", arg.c_str());
+      std::fprintf(stderr,
+                   "failover_bench: unknown flag %s (see the header of "
+                   "bench/failover/failover_bench.cc)\n",
+                   arg.c_str());
       std::exit(2);
     }
   }
@@ -126,9 +138,10 @@ struct RunResult {
   int64_t acknowledged = 0;
   int64_t lost = 0;
   bool fenced_checked = false;
-  bool fenced = true;         // the old primary never accepted a write after the thaw
-  bool converged = false;     // all three back, the old primary rejoined
-  int64_t reported_ms = -1;   // status.lastFailover.durationMilliseconds of this run's failover
+  bool fenced = true;        // the old primary never accepted a write after the thaw
+  bool converged = false;    // all three back, the old primary rejoined
+  int64_t reported_ms = -1;  // status.lastFailover.durationMilliseconds of this run's failover
+  double endpoint_s = -1;    // fault -> the leader endpoint serves a primary again
   std::string note;
 };
 
@@ -198,6 +211,41 @@ std::optional<double> LongestGap(const std::vector<WriteAttempt>& attempts, Stea
   return longest;
 }
 
+// Polls the leader Service's backends (as the in-process proxy serves them) every 10 ms and
+// records when they are non-empty again after having changed: moved to another Pod, or, after
+// a crash, emptied and then refilled.
+class EndpointWatch {
+ public:
+  EndpointWatch(HaCluster& cluster, std::vector<std::string> before)
+      : thread_([this, &cluster, before] {
+          bool changed = false;
+          while (!stop_) {
+            auto now = cluster.LeaderBackends();
+            if (now != before) changed = true;
+            if (changed && !now.empty()) {
+              std::lock_guard<std::mutex> lock(mu_);
+              at_ = Clock::now();
+              return;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+          }
+        }) {}
+  ~EndpointWatch() {
+    stop_ = true;
+    thread_.join();
+  }
+  std::optional<SteadyTime> At() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return at_;
+  }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::mutex mu_;
+  std::optional<SteadyTime> at_;
+  std::thread thread_;  // last: it starts in the constructor
+};
+
 RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault, int run) {
   RunResult r;
   r.mode = ReplicationModeName(cluster.options().mode);
@@ -236,6 +284,7 @@ RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault
     if (t.ok()) candidates.emplace_back(i.name, *t);
   }
 
+  EndpointWatch endpoint(cluster, cluster.LeaderBackends());
   const int64_t failovers_before =
       cluster.Cluster().value("status", Json::object()).value("failovers", int64_t{0});
   SteadyTime fault_at = Clock::now();
@@ -272,9 +321,9 @@ RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault
   }
   r.recovered = r.promotion_s >= 0 && writer.FirstSuccessAfter(fault_at).has_value();
   if (!r.recovered) {
-    r.note = r.promotion_s < 0 ? "no primary within " + std::to_string(args.recovery_timeout) + " s"
-                               : "writes did not resume within " +
-                                     std::to_string(args.recovery_timeout) + " s";
+    r.note = r.promotion_s < 0
+                 ? "no primary within " + std::to_string(args.recovery_timeout) + " s"
+                 : "writes did not resume within " + std::to_string(args.recovery_timeout) + " s";
     r.note += "; last write error: " + writer.LastError();
   }
   // 3. Writes continue through the thaw and the rejoin: acknowledged ids must survive those
@@ -303,6 +352,7 @@ RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault
     r.note += (r.note.empty() ? "" : "; ") + s.message();
   }
   if (auto gap = LongestGap(writer.Attempts(), fault_at)) r.unavailability_s = *gap;
+  if (auto at = endpoint.At()) r.endpoint_s = Seconds(*at - fault_at);
   // The controller's own account of a failover it completed during this run.
   Json status = cluster.Cluster().value("status", Json::object());
   if (status.value("failovers", int64_t{0}) > failovers_before) {
@@ -311,13 +361,13 @@ RunResult RunOnce(HaCluster& cluster, const Args& args, const std::string& fault
   }
   r.acknowledged = writer.acknowledged_count();
   auto now_leader = cluster.LeaderTarget();
-  Result<std::vector<int64_t>> present =
-      now_leader.ok() ? ReadWrittenIds(*now_leader, wo.table)
-                      : Result<std::vector<int64_t>>(now_leader.status());
+  Result<std::vector<int64_t>> present = now_leader.ok()
+                                             ? ReadWrittenIds(*now_leader, wo.table)
+                                             : Result<std::vector<int64_t>>(now_leader.status());
   if (!present.ok()) {
     r.lost = -1;
-    r.note += (r.note.empty() ? "" : "; ") + std::string("reading back: ") +
-              present.status().ToString();
+    r.note +=
+        (r.note.empty() ? "" : "; ") + std::string("reading back: ") + present.status().ToString();
   } else {
     r.lost = static_cast<int64_t>(LostIds(writer.Acknowledged(), *present).size());
   }
@@ -355,8 +405,9 @@ std::string Machine() {
 int Main(int argc, char** argv) {
   Args args = ParseArgs(argc, argv);
   if (args.petrel.empty() || args.source_dir.empty()) {
-    std::fprintf(stderr, "failover_bench: set --petrel and --source-dir (or PETREL_BINARY and "
-                         "PETREL_SOURCE_DIR); `make bench-failover` does\n");
+    std::fprintf(stderr,
+                 "failover_bench: set --petrel and --source-dir (or PETREL_BINARY and "
+                 "PETREL_SOURCE_DIR); `make bench-failover` does\n");
     return 2;
   }
   InitLogging(LogFormat::kText, "warn", "bench");
@@ -379,8 +430,8 @@ int Main(int argc, char** argv) {
     o.work_dir = work / mode;
     fs::create_directories(o.work_dir);
     o.mode = mode == "sync" ? ReplicationMode::kSync : ReplicationMode::kAsync;
-    o.address_block = "127." + std::to_string(100 + rd() % 150) + "." +
-                      std::to_string(1 + rd() % 250) + ".0/24";
+    o.address_block =
+        "127." + std::to_string(100 + rd() % 150) + "." + std::to_string(1 + rd() % 250) + ".0/24";
     auto cluster = HaCluster::Start(**env, o);
     if (!cluster.ok()) {
       std::fprintf(stderr, "failover_bench: %s cluster: %s\n", mode.c_str(),
@@ -398,11 +449,11 @@ int Main(int argc, char** argv) {
         RunResult r = RunOnce(**cluster, args, fault, run);
         std::fprintf(stderr,
                      "%-5s %-10s run %d: %s -> %s  unavailable %.2f s  promoted %.2f s  "
-                     "(controller: %lld ms)  acked %lld  lost %lld  %s%s %s\n",
+                     "endpoint %.2f s  (controller: %lld ms)  acked %lld  lost %lld  %s%s %s\n",
                      r.mode.c_str(), r.fault.c_str(), r.run, r.old_primary.c_str(),
-                     r.new_primary.c_str(), r.unavailability_s, r.promotion_s,
-                     static_cast<long long>(r.reported_ms),
-                     static_cast<long long>(r.acknowledged), static_cast<long long>(r.lost),
+                     r.new_primary.c_str(), r.unavailability_s, r.promotion_s, r.endpoint_s,
+                     static_cast<long long>(r.reported_ms), static_cast<long long>(r.acknowledged),
+                     static_cast<long long>(r.lost),
                      r.fenced_checked ? (r.fenced ? "fenced" : "NOT-FENCED") : "",
                      r.converged ? " rejoined" : " NOT-CONVERGED", r.note.c_str());
         results.push_back(r);
@@ -419,15 +470,16 @@ int Main(int argc, char** argv) {
   char date[64];
   std::strftime(date, sizeof(date), "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::printf("### %s\n\nMachine: %s\n\n", date, Machine().c_str());
-  std::printf("| mode | fault | runs (recovered) | write unavailability s (min / median / max) | "
-              "promotion s (min / median / max) | failover duration in status s (min / median / "
-              "max) | acked writes | lost acked writes (runs with loss) | old primary fenced & "
-              "rejoined |\n|---|---|---|---|---|---|---|---|---|\n");
+  std::printf(
+      "| mode | fault | runs (recovered) | write unavailability s (min / median / max) | "
+      "promotion s (min / median / max) | leader endpoint moved s (min / median / max) | "
+      "failover duration in status s (min / median / max) | acked writes | lost acked "
+      "writes (runs with loss) | old primary fenced & rejoined |\n"
+      "|---|---|---|---|---|---|---|---|---|---|\n");
   for (const std::string& mode : args.modes) {
     for (const std::string& fault : args.faults) {
-      std::vector<double> unavailable, promotion, reported;
-      int runs = 0, recovered = 0, runs_with_loss = 0, fenced = 0, fence_checked = 0,
-          converged = 0;
+      std::vector<double> unavailable, promotion, reported, endpoint;
+      int runs = 0, recovered = 0, runs_with_loss = 0, fenced = 0, fence_checked = 0, converged = 0;
       int64_t acked = 0, lost = 0;
       for (const RunResult& r : results) {
         if (r.mode != mode || r.fault != fault) continue;
@@ -438,6 +490,7 @@ int Main(int argc, char** argv) {
         }
         if (r.promotion_s >= 0) promotion.push_back(r.promotion_s);
         if (r.reported_ms >= 0) reported.push_back(r.reported_ms / 1000.0);
+        if (r.endpoint_s >= 0) endpoint.push_back(r.endpoint_s);
         acked += r.acknowledged;
         if (r.lost != 0) ++runs_with_loss;
         lost += std::max<int64_t>(r.lost, 0);
@@ -446,16 +499,16 @@ int Main(int argc, char** argv) {
         converged += r.converged ? 1 : 0;
       }
       if (runs == 0) continue;
-      std::string fencing = fault == "freeze"
-                                ? std::to_string(fenced) + "/" + std::to_string(fence_checked) +
-                                      " fenced, " + std::to_string(converged) + "/" +
-                                      std::to_string(runs) + " rejoined"
-                                : std::to_string(converged) + "/" + std::to_string(runs) +
-                                      " converged";
-      std::printf("| %s | %s | %d (%d) | %s | %s | %s | %lld | %lld (%d) | %s |\n", mode.c_str(),
-                  fault.c_str(), runs, recovered, Stats(unavailable).c_str(),
-                  Stats(promotion).c_str(), Stats(reported).c_str(), static_cast<long long>(acked),
-                  static_cast<long long>(lost), runs_with_loss, fencing.c_str());
+      std::string fencing =
+          fault == "freeze"
+              ? std::to_string(fenced) + "/" + std::to_string(fence_checked) + " fenced, " +
+                    std::to_string(converged) + "/" + std::to_string(runs) + " rejoined"
+              : std::to_string(converged) + "/" + std::to_string(runs) + " converged";
+      std::printf("| %s | %s | %d (%d) | %s | %s | %s | %s | %lld | %lld (%d) | %s |\n",
+                  mode.c_str(), fault.c_str(), runs, recovered, Stats(unavailable).c_str(),
+                  Stats(promotion).c_str(), Stats(endpoint).c_str(), Stats(reported).c_str(),
+                  static_cast<long long>(acked), static_cast<long long>(lost), runs_with_loss,
+                  fencing.c_str());
     }
   }
   std::fflush(stdout);

@@ -69,10 +69,11 @@ bool IsStopped(pid_t pid) {
 }
 
 std::string ClusterManifest(const HaClusterOptions& o) {
-  std::string m = "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\nmetadata:\n  name: " +
-                  o.name + "\nspec:\n  replicas: " + std::to_string(o.replicas) +
-                  "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage:\n    size: 1Gi\n"
-                  "  switchoverDelay: 10\n";
+  std::string m =
+      "apiVersion: petrel.dev/v1alpha1\nkind: PostgresCluster\nmetadata:\n  name: " + o.name +
+      "\nspec:\n  replicas: " + std::to_string(o.replicas) +
+      "\n  image: ghcr.io/petrel-dev/postgres:15.4\n  storage:\n    size: 1Gi\n"
+      "  switchoverDelay: 10\n";
   if (o.mode == ReplicationMode::kSync) {
     m += "  postgresql:\n    synchronous:\n      method: any\n      number: 1\n"
          "      dataDurability: required\n";
@@ -127,17 +128,19 @@ Result<std::unique_ptr<HaCluster>> HaCluster::Start(Envtest& env, HaClusterOptio
 
 Status HaCluster::Setup() {
   if (options_.petrel_binary.empty() || options_.source_dir.empty()) {
-    return InvalidError("HaCluster needs petrel_binary and source_dir (PETREL_BINARY and "
-                        "PETREL_SOURCE_DIR)");
+    return InvalidError(
+        "HaCluster needs petrel_binary and source_dir (PETREL_BINARY and "
+        "PETREL_SOURCE_DIR)");
   }
   PETREL_ASSIGN_OR_RETURN(ns_, env_.NewNamespace("ha"));
   for (const char* crd : {"postgrescluster.yaml", "postgresattachment.yaml"}) {
     auto r = env_.Kubectl({"apply", "-f", options_.source_dir + "/crds/" + crd});
     if (r.exit_code != 0) return UnavailableError(std::string("applying ") + crd + ": " + r.err);
   }
-  auto established = env_.Kubectl({"wait", "--for=condition=established", "--timeout=60s",
-                                   "crd/postgresclusters.petrel.dev"});
-  if (established.exit_code != 0) return UnavailableError("CRD not established: " + established.err);
+  auto established = env_.Kubectl(
+      {"wait", "--for=condition=established", "--timeout=60s", "crd/postgresclusters.petrel.dev"});
+  if (established.exit_code != 0)
+    return UnavailableError("CRD not established: " + established.err);
 
   PETREL_ASSIGN_OR_RETURN(AddressBlock block, AddressBlock::Parse(options_.address_block));
   auto [pod_block, service_block] = block.Split();
@@ -161,13 +164,21 @@ Status HaCluster::Setup() {
 
 Status HaCluster::StartController() {
   if (ControllerRunning()) return Status::Ok();
-  std::string log = (options_.work_dir / ("controller-" + std::to_string(++controller_starts_) +
-                                          ".log"))
-                        .string();
-  std::vector<std::string> args = {options_.petrel_binary, "controller", "--kubeconfig",
-                                   env_.KubeconfigPath(), "--no-leader-elect", "--namespace", ns_,
-                                   "--metrics-bind-address", "127.0.0.1:0",
-                                   "--health-probe-bind-address", "127.0.0.1:0", "--log-level",
+  std::string log =
+      (options_.work_dir / ("controller-" + std::to_string(++controller_starts_) + ".log"))
+          .string();
+  std::vector<std::string> args = {options_.petrel_binary,
+                                   "controller",
+                                   "--kubeconfig",
+                                   env_.KubeconfigPath(),
+                                   "--no-leader-elect",
+                                   "--namespace",
+                                   ns_,
+                                   "--metrics-bind-address",
+                                   "127.0.0.1:0",
+                                   "--health-probe-bind-address",
+                                   "127.0.0.1:0",
+                                   "--log-level",
                                    options_.controller_log_level};
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
@@ -225,8 +236,8 @@ std::vector<InstanceView> HaCluster::Instances() {
   if (!pods.ok()) return out;
   for (const Json& p : pods->items) {
     if (p.value("metadata", Json::object()).contains("deletionTimestamp")) continue;
-    out.push_back({meta::Name(p), p.value("status", Json::object()).value("podIP", ""),
-                   PodReady(p), ContainerPid(p)});
+    out.push_back({meta::Name(p), p.value("status", Json::object()).value("podIP", ""), PodReady(p),
+                   ContainerPid(p)});
   }
   std::sort(out.begin(), out.end(),
             [](const InstanceView& a, const InstanceView& b) { return a.name < b.name; });
@@ -260,6 +271,15 @@ Result<PgTarget> HaCluster::ServiceTarget(const std::string& service) {
   return t;
 }
 
+std::vector<std::string> HaCluster::LeaderBackends() {
+  std::vector<std::string> out;
+  for (const Route& r : proxy_->Routes()) {
+    if (r.service.namespace_ != ns_ || r.service.name != options_.name + "-rw") continue;
+    for (const ProxyBackend& b : r.backends) out.push_back(b.host);
+  }
+  return out;
+}
+
 Result<PgTarget> HaCluster::LeaderTarget() { return ServiceTarget(options_.name + "-rw"); }
 
 Result<PgTarget> HaCluster::InstanceServiceTarget(const std::string& instance) {
@@ -286,9 +306,8 @@ DeadlineConnOptions ProbeOptions() {
 }
 
 Result<PgRows> Query(const PgTarget& t, const std::string& sql) {
-  PETREL_ASSIGN_OR_RETURN(
-      DeadlineConn c, DeadlineConn::Connect(t.host, t.port, t.user, t.password, t.dbname,
-                                            ProbeOptions()));
+  PETREL_ASSIGN_OR_RETURN(DeadlineConn c, DeadlineConn::Connect(t.host, t.port, t.user, t.password,
+                                                                t.dbname, ProbeOptions()));
   return c.Exec(sql);
 }
 
@@ -296,8 +315,7 @@ Result<PgRows> Query(const PgTarget& t, const std::string& sql) {
 
 bool HaCluster::AcceptsWrites(const PgTarget& target) {
   // A temporary table's write still needs a writable, non-recovering server and a commit.
-  auto r = Query(target,
-                 "SELECT pg_is_in_recovery(), txid_current() IS NOT NULL");
+  auto r = Query(target, "SELECT pg_is_in_recovery(), txid_current() IS NOT NULL");
   return r.ok() && r->GetOr(0, 0) == "f" && r->GetOr(0, 1) == "t";
 }
 
@@ -327,8 +345,8 @@ Status HaCluster::WaitConverged(std::chrono::seconds timeout) {
       missing = "phase " + status.value("phase", "") + " (" + status.value("phaseReason", "") + ")";
     } else if (static_cast<int>(instances.size()) != options_.replicas ||
                ready != options_.replicas) {
-      missing = std::to_string(ready) + "/" + std::to_string(options_.replicas) +
-                " instances ready";
+      missing =
+          std::to_string(ready) + "/" + std::to_string(options_.replicas) + " instances ready";
     } else {
       auto target = PodTarget(primary);
       auto streaming = target.ok() ? Query(*target,

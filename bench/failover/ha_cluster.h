@@ -41,13 +41,13 @@ enum class ReplicationMode { kAsync, kSync };
 const char* ReplicationModeName(ReplicationMode m);  // "async" | "sync"
 
 struct HaClusterOptions {
-  std::string petrel_binary;   // the `petrel` to run as controller and instances
-  std::string source_dir;      // for crds/*.yaml
+  std::string petrel_binary;       // the `petrel` to run as controller and instances
+  std::string source_dir;          // for crds/*.yaml
   std::filesystem::path work_dir;  // state of the node agent (volumes, logs); must exist
   std::string name = "db";
   int replicas = 3;
   ReplicationMode mode = ReplicationMode::kAsync;
-  std::string address_block;   // a free 127.x.y.0/24 (pods lower half, services upper half)
+  std::string address_block;  // a free 127.x.y.0/24 (pods lower half, services upper half)
   std::string controller_log_level = "info";
 };
 
@@ -83,6 +83,9 @@ class HaCluster {
   Result<PgTarget> LeaderTarget();
   Result<PgTarget> InstanceServiceTarget(const std::string& instance);
   Result<PgTarget> PodTarget(const std::string& instance);
+
+  // The backends the leader Service forwards to right now (Pod IPs), as the proxy serves it.
+  std::vector<std::string> LeaderBackends();
 
   // Converged = every member ready, phase Healthy, currentPrimary accepts writes on its Pod IP
   // and streams to every other member, each of which is in recovery. On timeout the Status

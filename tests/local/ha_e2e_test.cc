@@ -19,6 +19,7 @@
 // One async cluster is shared by the async tests (each starts by waiting until it has
 // converged) and one sync cluster by the sync test: a cluster takes most of a minute to
 // create here, and the tests stay within a few minutes.
+#include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -27,8 +28,6 @@
 #include <mutex>
 #include <set>
 #include <thread>
-
-#include <gtest/gtest.h>
 
 #include "bench/failover/ha_cluster.h"
 #include "bench/failover/writer.h"
@@ -51,9 +50,9 @@ Result<PgRows> Sql(const PgTarget& target, const std::string& sql,
   o.connect_timeout = 2s;
   o.statement_timeout = 2s;
   o.application_name = "petrel-ha-test";
-  PETREL_ASSIGN_OR_RETURN(DeadlineConn c, DeadlineConn::Connect(target.host, target.port,
-                                                                 target.user, target.password,
-                                                                 target.dbname, o));
+  PETREL_ASSIGN_OR_RETURN(
+      DeadlineConn c, DeadlineConn::Connect(target.host, target.port, target.user, target.password,
+                                            target.dbname, o));
   return c.Exec(sql, params);
 }
 
@@ -91,8 +90,7 @@ class PrimarySampler {
             const Answer& after = a_samples[i + 1];
             if (before.primary && after.primary && before.end < mid.start &&
                 after.start > mid.end) {
-              return b + " answered as a writable primary while " + a +
-                     " did so before and after";
+              return b + " answered as a writable primary while " + a + " did so before and after";
             }
           }
         }
@@ -240,7 +238,8 @@ TEST_F(HaE2e, SwitchoverThroughTargetPrimaryMovesThePrimaryWithoutLosingWrites) 
   }
   auto writer = StartWriter(cluster, "switchover_writes");
   ASSERT_TRUE(writer);
-  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s)) << writer->LastError();
+  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s))
+      << writer->LastError();
   PrimarySampler sampler(cluster);
 
   ASSERT_TRUE(cluster.RequestSwitchover(target).ok());
@@ -272,15 +271,19 @@ TEST_F(HaE2e, CrashOfThePrimaryEndsWithOneWritablePrimaryAndItsReplicatedRows) {
   ASSERT_TRUE(Sql(*leader, "INSERT INTO crash_kept VALUES ('before the crash')").ok());
   for (const InstanceView& i : cluster.Instances()) {
     if (i.name == old_primary) continue;
-    ASSERT_TRUE(WaitFor([&] {
-      auto t = cluster.PodTarget(i.name);
-      auto r = t.ok() ? Sql(*t, "SELECT count(*) FROM crash_kept") : Result<PgRows>(t.status());
-      return r.ok() && r->GetOr(0, 0) == "1";
-    }, 30s)) << i.name << " never replayed the row";
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          auto t = cluster.PodTarget(i.name);
+          auto r = t.ok() ? Sql(*t, "SELECT count(*) FROM crash_kept") : Result<PgRows>(t.status());
+          return r.ok() && r->GetOr(0, 0) == "1";
+        },
+        30s))
+        << i.name << " never replayed the row";
   }
   auto writer = StartWriter(cluster, "crash_writes");
   ASSERT_TRUE(writer);
-  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s)) << writer->LastError();
+  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s))
+      << writer->LastError();
   PrimarySampler sampler(cluster);
 
   ASSERT_TRUE(cluster.Crash(old_primary).ok());
@@ -327,17 +330,20 @@ TEST_F(HaE2e, FrozenPrimaryIsReplacedFencedAfterThawAndRejoinsOnItsVolume) {
   ASSERT_EQ(held->Exec("SELECT host(inet_server_addr())")->GetOr(0, 0), old_ip);
   auto writer = StartWriter(cluster, "freeze_writes");
   ASSERT_TRUE(writer);
-  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s)) << writer->LastError();
+  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s))
+      << writer->LastError();
   PrimarySampler sampler(cluster);
 
   ASSERT_TRUE(cluster.Freeze(old_primary).ok());
   std::string new_primary;
-  bool replaced = WaitFor([&] {
-    new_primary = cluster.CurrentPrimary();
-    if (new_primary.empty() || new_primary == old_primary) return false;
-    auto t = cluster.PodTarget(new_primary);
-    return t.ok() && cluster.AcceptsWrites(*t);
-  }, kRecovery);
+  bool replaced = WaitFor(
+      [&] {
+        new_primary = cluster.CurrentPrimary();
+        if (new_primary.empty() || new_primary == old_primary) return false;
+        auto t = cluster.PodTarget(new_primary);
+        return t.ok() && cluster.AcceptsWrites(*t);
+      },
+      kRecovery);
   if (!replaced) cluster.Thaw();
   ASSERT_TRUE(replaced) << "no replica was promoted while " << old_primary << " was frozen\n"
                         << cluster.Describe();
@@ -351,8 +357,9 @@ TEST_F(HaE2e, FrozenPrimaryIsReplacedFencedAfterThawAndRejoinsOnItsVolume) {
   auto pod = cluster.PodTarget(old_primary);
   ASSERT_TRUE(own_service.ok() && pod.ok());
   std::vector<std::string> committed_on_old;
-  auto held_write = held->Exec("INSERT INTO fence_probe VALUES ('held leader session') "
-                               "RETURNING host(inet_server_addr())");
+  auto held_write = held->Exec(
+      "INSERT INTO fence_probe VALUES ('held leader session') "
+      "RETURNING host(inet_server_addr())");
   if (held_write.ok()) committed_on_old.push_back("the held leader session");
   auto window_end = std::chrono::steady_clock::now() + 8s;
   int leader_commits = 0;
@@ -390,18 +397,21 @@ TEST_F(HaE2e, ControllerKilledMidFailoverResumesToOneWritablePrimary) {
   const std::string old_primary = cluster.CurrentPrimary();
   auto writer = StartWriter(cluster, "controller_crash_writes");
   ASSERT_TRUE(writer);
-  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s)) << writer->LastError();
+  ASSERT_TRUE(WaitFor([&] { return writer->acknowledged_count() > 0; }, 20s))
+      << writer->LastError();
   PrimarySampler sampler(cluster);
 
   ASSERT_TRUE(cluster.Freeze(old_primary).ok());
   // SIGKILL the controller as soon as it has recorded the failover it started
   // (status.primaryChange) and before the new primary is in place: it dies mid-failover. It
   // stays dead for a while, then a new one starts and must finish the job.
-  bool started_failover = WaitFor([&] {
-    Json status = cluster.Cluster().value("status", Json::object());
-    return status.contains("primaryChange") ||
-           status.value("currentPrimary", old_primary) != old_primary;
-  }, kRecovery);
+  bool started_failover = WaitFor(
+      [&] {
+        Json status = cluster.Cluster().value("status", Json::object());
+        return status.contains("primaryChange") ||
+               status.value("currentPrimary", old_primary) != old_primary;
+      },
+      kRecovery);
   cluster.KillController();
   std::this_thread::sleep_for(3s);
   ASSERT_TRUE(cluster.StartController().ok());
@@ -409,12 +419,14 @@ TEST_F(HaE2e, ControllerKilledMidFailoverResumesToOneWritablePrimary) {
                                 << cluster.Describe();
 
   std::string new_primary;
-  bool replaced = WaitFor([&] {
-    new_primary = cluster.CurrentPrimary();
-    if (new_primary.empty() || new_primary == old_primary) return false;
-    auto t = cluster.PodTarget(new_primary);
-    return t.ok() && cluster.AcceptsWrites(*t);
-  }, kRecovery);
+  bool replaced = WaitFor(
+      [&] {
+        new_primary = cluster.CurrentPrimary();
+        if (new_primary.empty() || new_primary == old_primary) return false;
+        auto t = cluster.PodTarget(new_primary);
+        return t.ok() && cluster.AcceptsWrites(*t);
+      },
+      kRecovery);
   cluster.Thaw();
   ASSERT_TRUE(replaced) << cluster.Describe();
   ASSERT_TRUE(Converged(cluster));
@@ -452,10 +464,12 @@ TEST_F(HaE2e, SynchronousModeLosesNoAcknowledgedWriteOfConcurrentWritersOnFailov
 
   ASSERT_TRUE(cluster.Freeze(old_primary).ok());
   std::string new_primary;
-  bool replaced = WaitFor([&] {
-    new_primary = cluster.CurrentPrimary();
-    return !new_primary.empty() && new_primary != old_primary;
-  }, kRecovery);
+  bool replaced = WaitFor(
+      [&] {
+        new_primary = cluster.CurrentPrimary();
+        return !new_primary.empty() && new_primary != old_primary;
+      },
+      kRecovery);
   const int64_t at_failover = total();
   bool resumed = replaced && WaitFor([&] { return total() > at_failover + 50; }, kRecovery);
   cluster.Thaw();
