@@ -48,7 +48,7 @@ enum class SyncMethod { kAny, kFirst };
 enum class DataDurability { kRequired, kPreferred };
 enum class PrimaryUpdateMethod { kSwitchover, kRestart };
 
-inline constexpr int64_t kDefaultLeaseDurationMs = 1500;
+inline constexpr int64_t kDefaultLeaseDurationMs = 1000;
 inline constexpr int64_t kMinLeaseDurationMs = 500;
 inline constexpr int64_t kMaxLeaseDurationMs = 60000;
 
@@ -119,8 +119,9 @@ struct PostgresClusterSpec {
   std::optional<int64_t> max_lag_on_failover_bytes;  // async: a replica further behind is skipped
   // How long a primary may stay writable without hearing from the controller (or from all of
   // its replicas): a replaced primary fences itself within this time, and a failover waits
-  // for it. spec.leaseDurationMilliseconds; the default, 1500 ms, renews every 300 ms and
-  // keeps the failover of a frozen primary under 2 s on a local cluster.
+  // for it. spec.leaseDurationMilliseconds; the default, 1000 ms, renews every 200 ms and
+  // keeps the failover of a frozen primary under 2 s on a local cluster (the arithmetic is in
+  // reconcilers/lease_keeper.h).
   int64_t lease_duration_ms = kDefaultLeaseDurationMs;
   PrimaryUpdateMethod primary_update_method = PrimaryUpdateMethod::kSwitchover;
   bool enable_pdb = true;

@@ -84,6 +84,7 @@ void Controller::Stop() {
     if (w.joinable()) w.join();
   }
   workers_.clear();
+  reconciler_->Stopped();
 }
 
 void Controller::Work() {

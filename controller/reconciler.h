@@ -27,6 +27,9 @@ class Reconciler {
   virtual ~Reconciler() = default;
   // Called from worker threads; never concurrently for the same key.
   virtual Result<ReconcileResult> Reconcile(const ObjectKey& key) = 0;
+  // Called by Controller::Stop() once its workers have finished (possibly more than once):
+  // stop background work that feeds the controller's queue, which is destroyed soon after.
+  virtual void Stopped() {}
 };
 
 }  // namespace petrel

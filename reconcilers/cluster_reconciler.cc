@@ -4,7 +4,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <set>
+#include <vector>
 
 namespace petrel {
 
@@ -39,7 +41,10 @@ const std::vector<const ResourceType*>& ClusterReconcilerWatchedTypes() {
 ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   ClusterObservation o;
   o.cluster = cluster;
-  o.now = FormatRfc3339(deps_.clock.WallNow());
+  SystemTime wall = deps_.clock.WallNow();
+  o.now = FormatRfc3339(wall);
+  o.now_unix_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(wall.time_since_epoch()).count();
   std::string name = meta::Name(cluster);
   std::string ns = meta::Namespace(cluster);
   LabelSelector selector = LabelSelector::FromMap({{kClusterLabel, name}});
@@ -89,19 +94,58 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   for (const std::string& n : {name, name + "-primary"}) {
     if (auto s = deps_.reader.Get(resources::kPodDisruptionBudget, {ns, n})) o.pdbs[n] = *s;
   }
+  ObserveInstances(o);
+  return o;
+}
+
+void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
+  ObjectKey key = meta::Key(o.cluster);
+  // In parallel: one instance that does not answer must not delay seeing the others. One
+  // whose lease renewal just went unanswered gets a short timeout (fast failure detection).
+  std::vector<std::pair<std::string, std::future<Result<InstanceStatus>>>> asked;
   for (const auto& pod : o.pods) {
     if (meta::IsBeingDeleted(pod)) continue;
-    o.instances.emplace(meta::Name(pod), deps_.instances.GetStatus(pod));
+    std::string name = meta::Name(pod);
+    bool suspect = deps_.leases && deps_.leases->Unanswered(key, name);
+    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect] {
+                         return suspect ? deps_.instances.GetStatusWithin(pod, kSuspectTimeout)
+                                        : deps_.instances.GetStatus(pod);
+                       }));
   }
-  return o;
+  for (auto& [name, answer] : asked) o.instances.emplace(name, answer.get());
+
+  if (!deps_.leases) return;
+  PostgresClusterStatus status =
+      PostgresClusterStatus::FromJson(o.cluster.value("status", Json::object()));
+  for (const auto& [name, answer] : o.instances) {
+    if (answer.ok() && answer->term > 0) deps_.leases->NoteTermAccepted(key, name, answer->term);
+  }
+  const auto& change = status.primary_change;
+  if (change && change->kind == PrimaryChangeKind::kFailover &&
+      status.current_primary == change->from) {
+    const Json& spec = o.cluster.value("spec", Json::object());
+    int64_t duration = kDefaultLeaseDurationMs;
+    if (spec.contains("leaseDurationMilliseconds") &&
+        spec["leaseDurationMilliseconds"].is_number_integer()) {
+      duration = spec["leaseDurationMilliseconds"].get<int64_t>();
+    }
+    o.old_lease_expires_in_ms =
+        deps_.leases->OldLeaseExpiresInMs(key, change->from, std::max<int64_t>(status.term, 1),
+                                          duration);
+  }
 }
 
 Result<ReconcileResult> ClusterReconciler::Reconcile(const ObjectKey& key) {
   ObjectPtr cluster = deps_.reader.Get(resources::kPostgresCluster, key);
-  if (!cluster) return ReconcileResult::Done();  // deleted: owner references clean up
+  if (!cluster) {
+    if (deps_.leases) deps_.leases->Forget(key);
+    return ReconcileResult::Done();  // deleted: owner references clean up
+  }
   ClusterObservation observed = Observe(*cluster);
   ClusterPlan plan = PlanCluster(observed);
-  PETREL_RETURN_IF_ERROR(Execute(*cluster, plan));
+  Status executed = Execute(*cluster, plan);
+  PublishMetrics(*cluster, plan);
+  PETREL_RETURN_IF_ERROR(executed);
   if (plan.requeue_after.count() == 0) return ReconcileResult::Done();
   return ReconcileResult::RequeueAfter(plan.requeue_after);
 }
@@ -146,16 +190,26 @@ Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) 
     auto r = deps_.client.UpdateStatus(resources::kPostgresCluster, updated);
     if (!r.ok()) return r.status().Annotate(where + ": writing status");
   }
+  ObjectKey key = meta::Key(cluster);
+  // No renewal may start after a replica has been told the next term: stop first.
+  if (deps_.leases && !plan.lease) deps_.leases->SetTarget(key, std::nullopt, Json());
   bool put_failed = false;
   for (const auto& put : plan.spec_puts) {
     ObjectPtr pod = deps_.reader.Get(resources::kPod, {meta::Namespace(cluster), put.pod});
     if (!pod) continue;
     Status st = deps_.instances.PutSpec(*pod, put.spec);
+    if (st.ok() && deps_.leases) deps_.leases->NoteTermAccepted(key, put.pod, put.spec.term);
     if (!st.ok()) {
       // The instance may still be starting; the next reconcile (soon: the plan requeues while
       // instances are not ready) tries again.
       spdlog::warn("{}: instance {} did not accept its spec: {}", where, put.pod, st.ToString());
       put_failed = true;
+    }
+  }
+  // After the PUTs: a just-promoted primary accepts a lease only once it has its new spec.
+  if (deps_.leases && plan.lease) {
+    if (ObjectPtr pod = deps_.reader.Get(resources::kPod, {meta::Namespace(cluster), plan.lease->pod})) {
+      deps_.leases->SetTarget(key, plan.lease, *pod);
     }
   }
   for (const auto& e : plan.events)
@@ -164,6 +218,34 @@ Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) 
     return UnavailableError("an instance did not accept its spec");
   }
   return Status::Ok();
+}
+
+void ClusterReconciler::PublishMetrics(const Json& cluster, const ClusterPlan& plan) {
+  if (!deps_.metrics) return;
+  MetricsRegistry& m = *deps_.metrics;
+  std::vector<std::string> labels = {meta::Namespace(cluster), meta::Name(cluster)};
+  PostgresClusterStatus status =
+      plan.status ? *plan.status
+                  : PostgresClusterStatus::FromJson(cluster.value("status", Json::object()));
+  const Json& spec = cluster.value("spec", Json::object());
+  int64_t desired = spec.contains("replicas") && spec["replicas"].is_number_integer()
+                        ? spec["replicas"].get<int64_t>()
+                        : 1;
+  m.Gauge("petrel_cluster_instances_desired",
+          "Instances a PostgresCluster asks for (spec.replicas), primary included.",
+          {"namespace", "cluster"})
+      .WithLabels(labels)
+      .Set(static_cast<double>(desired));
+  m.Gauge("petrel_cluster_instances_ready", "Instances of a PostgresCluster that are ready.",
+          {"namespace", "cluster"})
+      .WithLabels(labels)
+      .Set(status.ready_replicas);
+  Counter& failovers = m.Counter("petrel_cluster_failovers_total",
+                                 "Completed failovers of a PostgresCluster (status.failovers).",
+                                 {"namespace", "cluster"})
+                           .WithLabels(labels);
+  double missing = static_cast<double>(status.failovers) - failovers.Value();
+  if (missing > 0) failovers.Inc(missing);
 }
 
 std::unique_ptr<Reconciler> NewClusterReconciler(ClusterReconcilerDeps deps) {

@@ -1,6 +1,11 @@
-// The PostgresCluster reconciler: observe (cache reads + each instance's GET /status), plan
+// The PostgresCluster reconciler: observe (cache reads + each instance's GET /status, in
+// parallel, plus the LeaseKeeper's bound on an old primary's lease), plan
 // (reconcilers/cluster_plan.h, pure), execute (create / merge-patch / delete through the
-// KubeClient, the status write, then PUT /spec to instances, then events).
+// KubeClient, the status write, then PUT /spec to instances, then the lease to renew, then
+// events), and publish per-cluster gauges:
+//   petrel_cluster_instances_desired{namespace,cluster}  spec.replicas
+//   petrel_cluster_instances_ready{namespace,cluster}    status.readyReplicas
+//   petrel_cluster_failovers_total{namespace,cluster}    status.failovers
 //
 // Every write is preceded by a comparison with what was observed, so a converged cluster
 // makes no API writes at all. Secrets are generated here (OpenSSL's CSPRNG) and never logged.
@@ -18,14 +23,19 @@
 #include "controller/object_reader.h"
 #include "controller/reconciler.h"
 #include "core/clock.h"
+#include "core/metrics.h"
 #include "reconcilers/cluster_plan.h"
 #include "reconcilers/instance_client.h"
+#include "reconcilers/lease_keeper.h"
 
 namespace petrel {
 
 // `bytes` random bytes from OpenSSL's CSPRNG as URL-safe base64 without padding (43
 // characters for 32 bytes). Internal when the CSPRNG fails (never falls back to a weaker one).
 Result<std::string> RandomToken(size_t bytes = 32);
+
+// How long an instance that missed its lease renewal gets to answer GET /status.
+inline constexpr Millis kSuspectTimeout{100};
 
 struct ClusterReconcilerDeps {
   ObjectReader& reader;  // cache of PostgresClusters, Pods, PVCs, Services, Secrets, PDBs
@@ -35,6 +45,11 @@ struct ClusterReconcilerDeps {
   Clock& clock;
   // Source of secret values; tests may replace it. Defaults to RandomToken.
   std::function<Result<std::string>()> generate_password = [] { return RandomToken(32); };
+  // Renews primaries' leases and bounds old ones (reconcilers/lease_keeper.h); nullptr = no
+  // leases are renewed and a failover never gets past waiting for the old lease.
+  LeaseKeeper* leases = nullptr;
+  // Per-cluster gauges (petrel_cluster_*); nullptr = none.
+  MetricsRegistry* metrics = nullptr;
 };
 
 class ClusterReconciler : public Reconciler {
@@ -46,7 +61,10 @@ class ClusterReconciler : public Reconciler {
   ClusterObservation Observe(const Json& cluster);
 
  private:
+  // GET /status of every instance (in parallel) and the lease evidence, into `o`.
+  void ObserveInstances(ClusterObservation& o);
   Status Execute(const Json& cluster, const ClusterPlan& plan);
+  void PublishMetrics(const Json& cluster, const ClusterPlan& plan);
 
   ClusterReconcilerDeps deps_;
 };

@@ -1,5 +1,7 @@
 #include "reconcilers/http_instance_client.h"
 
+#include <algorithm>
+
 #include "core/base64.h"
 #include "net/http.h"
 #include "reconcilers/cluster_plan.h"
@@ -56,9 +58,13 @@ Result<std::string> HttpInstanceClient::Token(const Json& pod) const {
 }
 
 Result<InstanceStatus> HttpInstanceClient::GetStatus(const Json& pod) {
+  return GetStatusWithin(pod, timeout_);
+}
+
+Result<InstanceStatus> HttpInstanceClient::GetStatusWithin(const Json& pod, Millis timeout) {
   PETREL_ASSIGN_OR_RETURN(std::string base, BaseUrl(pod));
   HttpCallOptions options;
-  options.timeout = timeout_;
+  options.timeout = std::min(timeout, timeout_);
   PETREL_ASSIGN_OR_RETURN(HttpResponse r, HttpCall("GET", base + "/status", "", options));
   std::string what = "GET /status of " + meta::Name(pod);
   PETREL_RETURN_IF_ERROR(FromHttp(r, what));
@@ -77,6 +83,27 @@ Status HttpInstanceClient::PutSpec(const Json& pod, const InstanceSpec& spec) {
   PETREL_ASSIGN_OR_RETURN(HttpResponse r,
                           HttpCall("PUT", base + "/spec", spec.ToJson().dump(), options));
   return FromHttp(r, "PUT /spec to " + meta::Name(pod));
+}
+
+}  // namespace petrel
+
+namespace petrel {
+
+Result<LeaseReply> HttpInstanceClient::PutLease(const Json& pod, const LeaseGrant& grant,
+                                                Millis timeout) {
+  PETREL_ASSIGN_OR_RETURN(std::string base, BaseUrl(pod));
+  PETREL_ASSIGN_OR_RETURN(std::string token, Token(pod));
+  HttpCallOptions options;
+  options.timeout = timeout;
+  options.headers["Authorization"] = "Bearer " + token;
+  options.headers["Content-Type"] = "application/json";
+  PETREL_ASSIGN_OR_RETURN(HttpResponse r,
+                          HttpCall("PUT", base + "/lease", grant.ToJson().dump(), options));
+  std::string what = "PUT /lease to " + meta::Name(pod);
+  PETREL_RETURN_IF_ERROR(FromHttp(r, what));
+  Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+  if (body.is_discarded()) return UnavailableError(what + ": the answer is not JSON");
+  return LeaseReply::FromJson(body);
 }
 
 }  // namespace petrel

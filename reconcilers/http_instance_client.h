@@ -1,4 +1,5 @@
-// InstanceClient over the instance HTTP API (api/instance.h): GET /status and PUT /spec on
+// InstanceClient over the instance HTTP API (api/instance.h): GET /status, PUT /spec and
+// PUT /lease on
 // the pod IP, port kInstanceApiPort, with the bearer token from the cluster's `<cluster>-petrel`
 // Secret (read through the cache, never logged). A separate library from the planner so that
 // the pure reconciler code does not link the network stack.
@@ -23,6 +24,8 @@ class HttpInstanceClient : public InstanceClient {
                               uint16_t api_port = kInstanceApiPort);
   Result<InstanceStatus> GetStatus(const Json& pod) override;
   Status PutSpec(const Json& pod, const InstanceSpec& spec) override;
+  Result<InstanceStatus> GetStatusWithin(const Json& pod, Millis timeout) override;
+  Result<LeaseReply> PutLease(const Json& pod, const LeaseGrant& grant, Millis timeout) override;
 
  private:
   Result<std::string> Token(const Json& pod) const;

@@ -98,7 +98,7 @@ TEST(ParseClusterSpec, AppliesDefaultsToTheTypedValueOnly) {
   EXPECT_TRUE(r->initdb.data_checksums);
   EXPECT_EQ(r->failover_delay_seconds, 0);
   EXPECT_EQ(r->switchover_delay_seconds, 60);
-  EXPECT_EQ(r->lease_duration_ms, 1500);
+  EXPECT_EQ(r->lease_duration_ms, 1000);
   EXPECT_FALSE(r->max_lag_on_failover_bytes.has_value());
   EXPECT_EQ(spec, MinimalSpec());  // the input is untouched
 }
@@ -184,7 +184,7 @@ TEST(ParseClusterSpec, RejectsWithFieldAndAdvice) {
       {"lease too short", R"({"leaseDurationMilliseconds": 100})",
        "spec.leaseDurationMilliseconds", "between 500 and 60000"},
       {"lease too long", R"({"leaseDurationMilliseconds": 600000})",
-       "spec.leaseDurationMilliseconds", "default of 1500"},
+       "spec.leaseDurationMilliseconds", "default of 1000"},
       {"bad lag guard", R"({"maxLagOnFailover": "lots"})", "spec.maxLagOnFailover", "Mi"},
   };
   for (const auto& c : cases) {
