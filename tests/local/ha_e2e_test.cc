@@ -174,6 +174,20 @@ class HaE2e : public ::testing::Test {
     return rows.ok() && rows->GetOr(0, 0) == "streaming" && rows->GetOr(0, 1) == p->pod_ip;
   }
 
+  // An Event with `reason` whose note names every one of `names`.
+  static ::testing::AssertionResult EventTells(HaCluster& cluster, const std::string& reason,
+                                               const std::vector<std::string>& names) {
+    for (const Json& e : cluster.Events()) {
+      if (e.value("reason", "") != reason) continue;
+      std::string note = e.value("note", "");
+      bool all = true;
+      for (const std::string& n : names) all = all && note.find(n) != std::string::npos;
+      if (all) return ::testing::AssertionSuccess();
+    }
+    return ::testing::AssertionFailure() << "no " << reason << " event naming the instances\n"
+                                         << cluster.Describe();
+  }
+
   static std::string PvcUid(HaCluster& cluster, const std::string& instance) {
     auto pvc = cluster.client().Get(resources::kPersistentVolumeClaim, {cluster.ns(), instance});
     return pvc.ok() ? meta::Uid(*pvc) : "";
@@ -254,6 +268,7 @@ TEST_F(HaE2e, SwitchoverThroughTargetPrimaryMovesThePrimaryWithoutLosingWrites) 
 
   EXPECT_EQ(cluster.WritablePrimaries(), std::vector<std::string>{target});
   EXPECT_TRUE(StreamsFrom(cluster, old_primary, target)) << cluster.Describe();
+  EXPECT_TRUE(EventTells(cluster, "SwitchoverCompleted", {old_primary, target}));
   EXPECT_TRUE(NoAcknowledgedWriteLost(cluster, "switchover_writes", {writer.get()}));
   EXPECT_EQ(sampler.Violation(), "");
 }
@@ -385,6 +400,11 @@ TEST_F(HaE2e, FrozenPrimaryIsReplacedFencedAfterThawAndRejoinsOnItsVolume) {
   EXPECT_EQ(cluster.CurrentPrimary(), new_primary);
   EXPECT_TRUE(StreamsFrom(cluster, old_primary, new_primary)) << cluster.Describe();
   EXPECT_EQ(PvcUid(cluster, old_primary), old_pvc);
+  // Status and events tell the story: who failed, who was promoted.
+  Json last = cluster.Cluster()["status"].value("lastFailover", Json::object());
+  EXPECT_EQ(last.value("from", ""), old_primary) << last.dump();
+  EXPECT_EQ(last.value("to", ""), new_primary) << last.dump();
+  EXPECT_TRUE(EventTells(cluster, "FailoverCompleted", {new_primary, old_primary}));
   EXPECT_EQ(cluster.WritablePrimaries(), std::vector<std::string>{new_primary});
   EXPECT_EQ(sampler.Violation(), "");
 }
