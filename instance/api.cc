@@ -60,6 +60,8 @@ void InstanceApi::Register(HttpServer& server) {
   server.Handle("/readyz", [this](const HttpRequest& r) { return Readyz(r); });
   server.Handle("/status", [this](const HttpRequest& r) { return Status(r); });
   server.Handle("/spec", [this](const HttpRequest& r) { return Spec(r); });
+  server.Handle("/lease", [this](const HttpRequest& r) { return Lease(r); });
+  server.Handle("/confirm-leader", [this](const HttpRequest& r) { return ConfirmLeader(r); });
 }
 
 bool InstanceApi::Authorized(const HttpRequest& req) const {
@@ -68,6 +70,17 @@ bool InstanceApi::Authorized(const HttpRequest& req) const {
   static const std::string kPrefix = "Bearer ";
   if (it->second.compare(0, kPrefix.size(), kPrefix) != 0) return false;
   return ConstantTimeEquals(it->second.substr(kPrefix.size()), token_);
+}
+
+std::optional<HttpResponse> InstanceApi::Unauthorized(const HttpRequest& req,
+                                                      const std::string& what) const {
+  if (Authorized(req)) return std::nullopt;
+  HttpResponse r = Error(401, "Unauthorized",
+                         what +
+                             " needs the header Authorization: Bearer <token> with the "
+                             "token from the cluster's petrel Secret");
+  r.headers["www-authenticate"] = "Bearer";
+  return r;
 }
 
 HttpResponse InstanceApi::Healthz(const HttpRequest& req) const {
@@ -102,13 +115,7 @@ HttpResponse InstanceApi::Spec(const HttpRequest& req) {
     return MakeJson(200, spec->ToJson());
   }
   if (req.method != "PUT") return MethodNotAllowed(req, "GET, PUT");
-  if (!Authorized(req)) {
-    HttpResponse r = Error(401, "Unauthorized",
-                           "PUT /spec needs the header Authorization: Bearer <token> with the "
-                           "token from the cluster's petrel Secret");
-    r.headers["www-authenticate"] = "Bearer";
-    return r;
-  }
+  if (auto denied = Unauthorized(req, "PUT /spec")) return *denied;
   Json j = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) {
     return Error(400, "BadRequest", "the body is not valid JSON; send an InstanceSpec object");
@@ -124,6 +131,63 @@ HttpResponse InstanceApi::Spec(const HttpRequest& req) {
     return Error(500, "InternalError", st.message());
   }
   return MakeJson(202, {{"accepted", true}, {"generation", spec->generation}});
+}
+
+}  // namespace petrel
+
+namespace petrel {
+
+HttpResponse InstanceApi::Lease(const HttpRequest& req) {
+  if (req.method != "PUT") return MethodNotAllowed(req, "PUT");
+  if (auto denied = Unauthorized(req, "PUT /lease")) return *denied;
+  Json j = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Error(400, "BadRequest", "the body is not valid JSON; send a LeaseGrant object");
+  }
+  auto grant = LeaseGrant::FromJson(j);
+  if (!grant.ok()) return Error(400, "Invalid", grant.status().message(), grant.status().causes());
+  auto reply = manager_.GrantLease(*grant);
+  if (!reply.ok()) {
+    if (reply.status().code() == Code::kConflict) {
+      return Error(409, "Conflict", reply.status().message());
+    }
+    return Error(400, "Invalid", reply.status().message());
+  }
+  return MakeJson(200, reply->ToJson());
+}
+
+HttpResponse InstanceApi::ConfirmLeader(const HttpRequest& req) {
+  if (req.method != "POST") return MethodNotAllowed(req, "POST");
+  if (auto denied = Unauthorized(req, "POST /confirm-leader")) return *denied;
+  Json j = Json::parse(req.body, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) {
+    return Error(400, "BadRequest", "the body is not valid JSON; send a PeerConfirmRequest object");
+  }
+  auto request = PeerConfirmRequest::FromJson(j);
+  if (!request.ok()) {
+    return Error(400, "Invalid", request.status().message(), request.status().causes());
+  }
+  return MakeJson(200, manager_.ConfirmLeader(*request).ToJson());
+}
+
+AskPeerFn HttpPeerAsker(std::string token) {
+  return [token = std::move(token)](const Peer& peer, const PeerConfirmRequest& request,
+                                    Millis timeout) -> Result<PeerConfirmReply> {
+    const bool ipv6 = peer.host.find(':') != std::string::npos;
+    const std::string url = "http://" + (ipv6 ? "[" + peer.host + "]" : peer.host) + ":" +
+                            std::to_string(peer.port) + "/confirm-leader";
+    HttpCallOptions opts;
+    opts.timeout = timeout;
+    opts.headers["authorization"] = "Bearer " + token;
+    opts.headers["content-type"] = "application/json";
+    PETREL_ASSIGN_OR_RETURN(HttpResponse r, HttpCall("POST", url, request.ToJson().dump(), opts));
+    if (r.status != 200) {
+      return UnavailableError("POST /confirm-leader answered HTTP " + std::to_string(r.status));
+    }
+    Json j = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
+    if (j.is_discarded()) return UnavailableError("POST /confirm-leader answered no JSON");
+    return PeerConfirmReply::FromJson(j);
+  };
 }
 
 }  // namespace petrel

@@ -1,12 +1,15 @@
 // The instance's HTTP API (the contract is listed in api/instance.h): /healthz, /readyz,
-// /status, GET and PUT /spec. Handlers are plain functions of an HttpRequest so tests can
-// call them without a socket; Register() mounts them on an HttpServer.
+// /status, GET and PUT /spec, PUT /lease, POST /confirm-leader. Handlers are plain functions
+// of an HttpRequest so tests can call them without a socket; Register() mounts them on an
+// HttpServer. HttpPeerAsker is the client side of /confirm-leader.
 //
 // Thread-safety: handlers may run concurrently (the manager synchronises).
 #pragma once
 
+#include <optional>
 #include <string>
 
+#include "instance/leadership.h"
 #include "instance/manager.h"
 #include "net/http.h"
 
@@ -23,13 +26,21 @@ class InstanceApi {
   HttpResponse Readyz(const HttpRequest& req) const;
   HttpResponse Status(const HttpRequest& req) const;
   HttpResponse Spec(const HttpRequest& req);
+  HttpResponse Lease(const HttpRequest& req);
+  HttpResponse ConfirmLeader(const HttpRequest& req);
 
  private:
   bool Authorized(const HttpRequest& req) const;
+  // Nullopt when authorised; else the 401 response for `what` ("PUT /spec").
+  std::optional<HttpResponse> Unauthorized(const HttpRequest& req, const std::string& what) const;
 
   InstanceManager& manager_;
   std::string token_;
 };
+
+// POST http://<peer>/confirm-leader with `token` (the instance API token every member of a
+// cluster shares), bounded by the timeout the confirmer passes.
+AskPeerFn HttpPeerAsker(std::string token);
 
 // Equality that takes the same time wherever the first difference is.
 bool ConstantTimeEquals(const std::string& a, const std::string& b);

@@ -22,6 +22,8 @@ const char* PhaseOf(ActionKind kind, bool fenced) {
       return "starting";
     case ActionKind::kStop:
       return fenced ? "fencing" : "stopping";
+    case ActionKind::kFence:
+      return "fencing";
     case ActionKind::kPromote:
       return "promoting";
     case ActionKind::kRewind:
@@ -37,7 +39,18 @@ const char* PhaseOf(ActionKind kind, bool fenced) {
 }  // namespace
 
 InstanceManager::InstanceManager(ManagerOptions options, Clock& clock)
-    : options_(std::move(options)), clock_(clock), node_(options_.node, &stop_, clock) {
+    : options_(std::move(options)),
+      clock_(clock),
+      node_(options_.node, &stop_, clock),
+      lease_(clock),
+      guard_(lease_, LeadershipGuardOptions{
+                         options_.node.name, options_.watchdog_tick, Millis(10),
+                         [this] { return node_.FenceImmediately(); }, [this] { Wake(); },
+                         options_.ask_peer ? options_.ask_peer
+                                           : AskPeerFn([](const Peer&, const PeerConfirmRequest&,
+                                                          Millis) -> Result<PeerConfirmReply> {
+                                               return UnavailableError("peers are not asked");
+                                             })}) {
   status_.name = options_.node.name;
   status_.phase = "starting";
 }
@@ -54,12 +67,14 @@ Status InstanceManager::Start() {
       spdlog::info("resuming with the saved spec (generation {})", spec->generation);
       std::lock_guard<std::mutex> l(mu_);
       spec_ = *spec;
+      lease_.SetSpec(spec_);  // a restarted primary holds no lease until one is granted
     } else {
       // Not fatal: the controller sends the whole spec again.
       spdlog::warn("ignoring the unreadable saved spec {}: {}", node_.spec_path(),
                    spec.status().message());
     }
   }
+  guard_.Start();
   thread_ = std::thread([this] { Loop(); });
   return Status::Ok();
 }
@@ -73,6 +88,13 @@ void InstanceManager::Stop() {
   }
   wake_.notify_all();
   thread_.join();
+  guard_.Stop();  // after the loop: the watchdog guards postgres until it is down
+}
+
+void InstanceManager::Wake() {
+  std::lock_guard<std::mutex> l(mu_);
+  woken_ = true;
+  wake_.notify_all();
 }
 
 Status InstanceManager::AcceptSpec(const InstanceSpec& spec) {
@@ -85,9 +107,29 @@ Status InstanceManager::AcceptSpec(const InstanceSpec& spec) {
   spdlog::info("accepted spec generation {} (role {}, fenced {})", spec.generation,
                RoleName(spec.role), spec.fenced);
   spec_ = spec;
+  lease_.SetSpec(spec_);
   woken_ = true;
   wake_.notify_all();
   return Status::Ok();
+}
+
+Result<LeaseReply> InstanceManager::GrantLease(const LeaseGrant& grant) {
+  const bool was_expired = lease_.State() == LeaseState::kExpired;
+  PETREL_ASSIGN_OR_RETURN(LeaseReply reply, lease_.Grant(grant));
+  if (was_expired) {
+    spdlog::info("leadership lease for term {} granted ({} ms)", grant.term, grant.duration_ms);
+    Wake();  // a fenced primary starts again now
+  }
+  return reply;
+}
+
+PeerConfirmReply InstanceManager::ConfirmLeader(const PeerConfirmRequest& request) const {
+  PeerConfirmReply reply = DecidePeerConfirmation(CurrentSpec(), request);
+  if (!reply.confirmed) {
+    spdlog::info("not confirming {} as primary of term {}: {}", request.primary, request.term,
+                 reply.reason);
+  }
+  return reply;
 }
 
 std::optional<InstanceSpec> InstanceManager::CurrentSpec() const {
@@ -96,8 +138,18 @@ std::optional<InstanceSpec> InstanceManager::CurrentSpec() const {
 }
 
 InstanceStatus InstanceManager::GetStatus() const {
-  std::lock_guard<std::mutex> l(mu_);
-  return status_;
+  InstanceStatus s;
+  bool lease_missing = false;
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    s = status_;
+    lease_missing = spec_ && LeaseRequired(*spec_) && lease_.State() == LeaseState::kExpired;
+  }
+  s.term = lease_.term();
+  s.lease_remaining_ms = lease_.RemainingMs();
+  // The loop publishes the fence once it has reaped postgres; readiness drops at once.
+  if (lease_missing) s.ready = false;
+  return s;
 }
 
 void InstanceManager::Loop() {
@@ -119,6 +171,7 @@ void InstanceManager::Tick() {
   InstanceSpec desired = spec.value_or(InstanceSpec());
   SqlFacts facts;
   ObservedInstance o = node_.Observe(desired, spec.has_value(), &facts);
+  o.lease = lease_.State();
   InstanceAction action = PlanInstanceAction(o, desired);
 
   const bool acts = action.kind != ActionKind::kNone && action.kind != ActionKind::kWait;
@@ -135,7 +188,7 @@ void InstanceManager::Tick() {
     return;
   }
   spdlog::info("{}: {}", ActionName(action.kind), action.reason);
-  Status st = Execute(action, desired);
+  Status st = Execute(action, desired, o);
   if (st.ok()) {
     failures_ = 0;
     error_.clear();
@@ -154,7 +207,16 @@ void InstanceManager::Tick() {
   Publish(o, facts, desired, action);
 }
 
-Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec& spec) {
+Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec& spec,
+                                const ObservedInstance& o) {
+  // The lease may have run out since it was observed: check again right before acting.
+  const bool may_write = action.kind == ActionKind::kPromote ||
+                         (action.kind == ActionKind::kStart && !o.standby_signal);
+  if (may_write && LeaseRequired(spec) && lease_.State() == LeaseState::kExpired) {
+    spdlog::info("not {}: {}", action.kind == ActionKind::kStart ? "starting" : "promoting",
+                 lease_.DescribeExpiry());
+    return Status::Ok();  // the next pass plans the wait
+  }
   switch (action.kind) {
     case ActionKind::kInitdb:
       return node_.Initdb(spec);
@@ -166,6 +228,8 @@ Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec
       return node_.Start();
     case ActionKind::kStop:
       return node_.Stop();
+    case ActionKind::kFence:
+      return node_.StopImmediately();
     case ActionKind::kPromote:
       return node_.Promote();
     case ActionKind::kRewind:
@@ -195,11 +259,15 @@ void InstanceManager::Publish(const ObservedInstance& o, const SqlFacts& f,
   s.initialized = o.has_data;
   s.running = o.accepting;
   s.role = o.accepting ? f.role : InstanceRole::kNone;
-  s.ready = o.has_spec && o.accepting && !spec.fenced && f.role == spec.role;
-  s.fenced = spec.fenced && !o.postgres_running;
+  const bool lease_missing = LeaseMissing(o, spec);
+  s.ready = o.has_spec && o.accepting && !spec.fenced && f.role == spec.role && !lease_missing;
+  // Fenced by the spec, or by a lease this primary does not hold.
+  s.fenced = (spec.fenced || (lease_missing && !o.standby_signal)) && !o.postgres_running;
   s.phase = PhaseOf(action.kind, spec.fenced);
+  if (s.fenced) s.phase = "fenced";
   std::vector<std::string> parts;
   if (!error_.empty()) parts.push_back(error_);
+  if (lease_missing) parts.push_back(lease_.DescribeExpiry());
   if (!node_.last_crash().empty() && !o.accepting && !spec.fenced) {
     parts.push_back(node_.last_crash());
   }

@@ -3,8 +3,12 @@
 // observe -> PlanInstanceAction -> execute on its own thread, and publishes InstanceStatus.
 // Level-triggered: it wakes every `tick` and at once when a new spec is accepted.
 //
-// Thread-safety: AcceptSpec, CurrentSpec and GetStatus are safe from any thread (HTTP
-// handlers); Start/Stop from the owning thread.
+// It also holds the leadership lease (instance/lease.h) and runs the LeadershipGuard that
+// fences postgres the moment the lease expires (instance/leadership.h); the converge loop
+// then keeps postgres down until a new lease arrives.
+//
+// Thread-safety: AcceptSpec, CurrentSpec, GetStatus, GrantLease and ConfirmLeader are safe
+// from any thread (HTTP handlers); Start/Stop from the owning thread.
 #pragma once
 
 #include <atomic>
@@ -16,6 +20,8 @@
 
 #include "api/instance.h"
 #include "core/clock.h"
+#include "instance/leadership.h"
+#include "instance/lease.h"
 #include "instance/node.h"
 
 namespace petrel {
@@ -23,6 +29,10 @@ namespace petrel {
 struct ManagerOptions {
   NodeOptions node;
   std::chrono::milliseconds tick{1000};
+  std::chrono::milliseconds watchdog_tick{20};
+  // Asks a peer to confirm leadership (HttpPeerAsker in production); unset: peers are never
+  // asked, so only the controller's renewals keep the lease.
+  AskPeerFn ask_peer;
 };
 
 class InstanceManager {
@@ -39,19 +49,30 @@ class InstanceManager {
   // transition is impossible; the accepted spec is unchanged then.
   Status AcceptSpec(const InstanceSpec& spec);
   std::optional<InstanceSpec> CurrentSpec() const;
+  // The published status with the lease facts as of now (term, time left; not ready while
+  // a required lease is not held).
   InstanceStatus GetStatus() const;
+
+  // PUT /lease: Conflict when the accepted spec is not role primary of the grant's term.
+  Result<LeaseReply> GrantLease(const LeaseGrant& grant);
+  // POST /confirm-leader, answered from the accepted spec.
+  PeerConfirmReply ConfirmLeader(const PeerConfirmRequest& request) const;
 
  private:
   void Loop();
   void Tick();
-  Status Execute(const InstanceAction& action, const InstanceSpec& spec);
+  Status Execute(const InstanceAction& action, const InstanceSpec& spec,
+                 const ObservedInstance& observed);
+  void Wake();
   void Publish(const ObservedInstance& o, const SqlFacts& f, const InstanceSpec& spec,
                const InstanceAction& action);
 
   ManagerOptions options_;
   Clock& clock_;
   std::atomic<bool> stop_{false};
-  PostgresNode node_;  // used by the loop thread only (after Start)
+  PostgresNode node_;  // used by the loop thread only (after Start), but FenceImmediately
+  LeaderLease lease_;
+  LeadershipGuard guard_;
 
   mutable std::mutex mu_;
   std::condition_variable wake_;

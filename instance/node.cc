@@ -438,6 +438,13 @@ Status PostgresNode::Start() {
   if (chmod(o_.pgdata.c_str(), 0700) != 0) return UnavailableError("chmod 0700 " + o_.pgdata);
   stopping_ = false;
   PETREL_RETURN_IF_ERROR(postgres_.Start(PgCommand("postgres", {"-D", o_.pgdata})));
+  {
+    std::lock_guard<std::mutex> l(fence_mu_);
+    fence_sent_ = false;
+    auto handle = PidHandle::Open(postgres_.pid());
+    if (!handle.ok()) spdlog::error("postgres cannot be fenced: {}", handle.status().message());
+    postgres_handle_ = handle.ok() ? std::move(handle).value() : PidHandle();
+  }
   started_at_ = clock_.Now();
   spdlog::info("started postgres (pid {})", postgres_.pid());
   return Status::Ok();
@@ -455,6 +462,39 @@ Status PostgresNode::Stop() {
   if (postgres_.SignalAndWait(SIGQUIT, std::chrono::seconds(10))) return Status::Ok();
   postgres_.SignalAndWait(SIGKILL, std::chrono::seconds(5));
   return Status::Ok();
+}
+
+Status PostgresNode::StopImmediately() {
+  last_crash_.clear();
+  restart_after_ = {};
+  if (!postgres_.running()) return Status::Ok();
+  stopping_ = true;
+  admin_.reset();
+  {
+    std::lock_guard<std::mutex> l(fence_mu_);
+    (void)postgres_handle_.KillChildrenAndSignal(SIGQUIT);
+    fence_sent_ = true;
+  }
+  // The backends are gone; the postmaster got SIGQUIT and exits once it has reaped them.
+  if (postgres_.SignalAndWait(SIGQUIT, std::chrono::seconds(10))) return Status::Ok();
+  spdlog::warn("postgres did not exit within 10s of an immediate shutdown; killing it");
+  {
+    std::lock_guard<std::mutex> l(fence_mu_);
+    (void)postgres_handle_.KillChildrenAndSignal(SIGKILL);
+  }
+  postgres_.SignalAndWait(SIGKILL, std::chrono::seconds(5));
+  return Status::Ok();
+}
+
+bool PostgresNode::FenceImmediately() {
+  std::lock_guard<std::mutex> l(fence_mu_);
+  if (!postgres_handle_.valid() || fence_sent_) return false;
+  // A standby cannot commit; it is only fenced if it gets promoted (the file goes first).
+  if (PathExists(o_.pgdata + "/standby.signal")) return false;
+  Status st = postgres_handle_.KillChildrenAndSignal(SIGQUIT);
+  if (!st.ok()) return false;  // exited already
+  fence_sent_ = true;
+  return true;
 }
 
 Status PostgresNode::Promote() {
@@ -571,7 +611,12 @@ ObservedInstance PostgresNode::Observe(const InstanceSpec& spec, bool has_spec, 
 
   if (auto status = postgres_.Poll()) {
     admin_.reset();
-    if (stopping_) {
+    bool fenced = false;
+    {
+      std::lock_guard<std::mutex> l(fence_mu_);
+      fenced = fence_sent_;
+    }
+    if (stopping_ || fenced) {
       stopping_ = false;
     } else {
       // Back off 1, 2, 4 ... 30 s between restarts; a run of 60 s resets the count.

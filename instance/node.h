@@ -9,14 +9,16 @@
 //   <volume>/.<pgdata>.clone  so an interrupted bootstrap never looks like a data directory
 //   <pgdata>.<timestamp>      a data directory moved aside before a re-clone (never deleted)
 //
-// Thread-safety: HasData() and spec_path() are safe from any thread (paths never change after
-// construction); everything else is owned by the converge loop's thread. The postgres child
+// Thread-safety: HasData(), spec_path() and FenceImmediately() are safe from any thread
+// (paths never change after construction); everything else is owned by the converge loop's
+// thread. The postgres child
 // must be started and stopped by that same thread (its parent-death signal is per thread).
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 
@@ -81,6 +83,14 @@ class PostgresNode {
   Status WriteConfig(const InstanceSpec& spec);
   Status Start();
   Status Stop();
+  // The lease fence: SIGKILL to every postgres child (backends die mid-statement, nothing
+  // more is flushed) and SIGQUIT to the postmaster (immediate shutdown; the next start runs
+  // crash recovery), then waits for the exit.
+  Status StopImmediately();
+  // The same signal from any thread (the lease watchdog), without waiting, and only when
+  // postgres runs and may accept writes (no standby.signal). True when it sent the signal;
+  // once per postgres process.
+  bool FenceImmediately();
   Status Promote();
   Status SyncSlots(const InstanceSpec& spec);
 
@@ -123,6 +133,10 @@ class PostgresNode {
   SteadyTime started_at_{};
   SteadyTime restart_after_{};
   std::string last_crash_;
+  // The running postgres, for FenceImmediately from other threads.
+  std::mutex fence_mu_;
+  PidHandle postgres_handle_;  // guarded by fence_mu_
+  bool fence_sent_ = false;    // guarded by fence_mu_: its exit is expected
 };
 
 }  // namespace petrel

@@ -18,6 +18,8 @@ const char* ActionName(ActionKind kind) {
       return "start";
     case ActionKind::kStop:
       return "stop";
+    case ActionKind::kFence:
+      return "fence";
     case ActionKind::kPromote:
       return "promote";
     case ActionKind::kRewind:
@@ -57,6 +59,10 @@ InstanceAction PlanBootstrap(const InstanceSpec& spec) {
 
 }  // namespace
 
+bool LeaseMissing(const ObservedInstance& o, const InstanceSpec& spec) {
+  return LeaseRequired(spec) && o.lease == LeaseState::kExpired;
+}
+
 InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec& spec) {
   if (!o.has_spec) return Act(ActionKind::kWait, "waiting for an instance spec (PUT /spec)");
   if (!o.has_data) {
@@ -68,6 +74,12 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     if (o.postgres_running) return Act(ActionKind::kStop, "fenced: stopping postgres");
     if (!o.config_current) return Act(ActionKind::kWriteConfig, "updating configuration");
     return Act(ActionKind::kNone, "fenced: postgres is stopped");
+  }
+
+  const bool lease_missing = LeaseMissing(o, spec);
+  const std::string no_lease = "no valid leadership lease for term " + std::to_string(spec.term);
+  if (lease_missing && o.postgres_running && !o.standby_signal) {
+    return Act(ActionKind::kFence, no_lease + ": immediate shutdown of postgres");
   }
 
   const bool want_replica = spec.role == InstanceRole::kReplica;
@@ -88,6 +100,7 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
   }
 
   if (spec.role == InstanceRole::kPrimary && o.accepting && o.sql_role == InstanceRole::kReplica) {
+    if (lease_missing) return Act(ActionKind::kWait, no_lease + ": waiting for it to promote");
     return Act(ActionKind::kPromote, "promoting to primary");
   }
   if (!o.config_current) return Act(ActionKind::kWriteConfig, "updating configuration");
@@ -96,6 +109,10 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     return Act(ActionKind::kWait, "the spec has no role yet: waiting");
   }
   if (!o.postgres_running) {
+    if (lease_missing && !o.standby_signal) {
+      return Act(ActionKind::kWait,
+                 no_lease + ": postgres stays stopped until the controller grants one");
+    }
     if (o.in_restart_backoff) {
       return Act(ActionKind::kWait, "postgres exited unexpectedly: restarting after a backoff");
     }

@@ -13,6 +13,7 @@
 
 #include "api/instance.h"
 #include "core/status.h"
+#include "instance/lease.h"
 
 namespace petrel {
 
@@ -29,6 +30,7 @@ struct ObservedInstance {
   bool slots_current = true;        // physical slots match the spec (none on a replica)
   bool diverged = false;            // replica: cannot follow its primary's timeline
   bool rewind_failed = false;       // the last pg_rewind failed: re-clone instead
+  LeaseState lease = LeaseState::kNotRequired;  // the leadership lease (instance/lease.h)
 };
 
 enum class ActionKind {
@@ -39,6 +41,7 @@ enum class ActionKind {
   kWriteConfig,  // rewrite petrel.conf / pg_hba.conf; reload if running
   kStart,        // start postgres
   kStop,         // fast shutdown (fence, or before a rewind)
+  kFence,        // immediate shutdown: a primary without a valid leadership lease
   kPromote,      // pg_promote()
   kRewind,       // pg_rewind from spec.primary, write standby.signal
   kReclone,      // move PGDATA aside (kept, renamed) and clone again
@@ -51,7 +54,13 @@ struct InstanceAction {
   std::string reason;  // human-readable, ends up in status.message
 };
 
+// A primary that needs a lease (LeaseRequired) and holds none never runs writable: a
+// writable postgres is shut down at once (kFence), a stopped one is not started, a standby
+// is not promoted. A standby may start without a lease: it cannot commit.
 InstanceAction PlanInstanceAction(const ObservedInstance& observed, const InstanceSpec& spec);
+
+// Whether the spec needs a lease that the observation says is not held.
+bool LeaseMissing(const ObservedInstance& observed, const InstanceSpec& spec);
 
 // Whether `next` may replace `current` (the accepted spec, if any) given whether the volume
 // holds data. Returns a Conflict status whose message says why when it may not.

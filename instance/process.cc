@@ -6,6 +6,7 @@
 #include <pwd.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -259,6 +260,70 @@ bool ChildProcess::SignalAndWait(int sig, std::chrono::milliseconds timeout) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return Poll().has_value();
+}
+
+PidHandle::PidHandle(PidHandle&& other) noexcept : fd_(other.fd_), pid_(other.pid_) {
+  other.fd_ = -1;
+  other.pid_ = -1;
+}
+
+PidHandle& PidHandle::operator=(PidHandle&& other) noexcept {
+  if (this != &other) {
+    if (fd_ >= 0) close(fd_);
+    fd_ = other.fd_;
+    pid_ = other.pid_;
+    other.fd_ = -1;
+    other.pid_ = -1;
+  }
+  return *this;
+}
+
+PidHandle::~PidHandle() {
+  if (fd_ >= 0) close(fd_);
+}
+
+Result<PidHandle> PidHandle::Open(pid_t pid) {
+  // Raw syscalls: glibc 2.36's <sys/pidfd.h> lacks C linkage for C++.
+  int fd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0U));
+  if (fd < 0) return UnavailableError(Errno("pidfd_open " + std::to_string(pid)));
+  return PidHandle(fd, pid);
+}
+
+Status PidHandle::Signal(int sig) const {
+  if (fd_ < 0) return NotFoundError("no process");
+  if (syscall(SYS_pidfd_send_signal, fd_, sig, nullptr, 0U) == 0) return Status::Ok();
+  if (errno == ESRCH) return NotFoundError("the process has exited");
+  return InternalError(Errno("pidfd_send_signal"));
+}
+
+Status PidHandle::KillChildrenAndSignal(int sig) const {
+  PETREL_RETURN_IF_ERROR(Signal(SIGSTOP));
+  // The pidfd proves pid_ is still this process (not reaped), so the children file is its.
+  // A fork that was under way when SIGSTOP arrived may be missed here; that child gets the
+  // process's own relay of `sig`.
+  const std::string path =
+      "/proc/" + std::to_string(pid_) + "/task/" + std::to_string(pid_) + "/children";
+  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    char buf[8192];
+    std::string text;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0) text.append(buf, static_cast<size_t>(n));
+    close(fd);
+    pid_t child = 0;
+    for (char c : text) {
+      if (c >= '0' && c <= '9') {
+        child = child * 10 + (c - '0');
+      } else if (child > 0) {
+        kill(child, SIGKILL);
+        child = 0;
+      }
+    }
+    if (child > 0) kill(child, SIGKILL);
+  }
+  Status st = Signal(sig);
+  (void)Signal(SIGCONT);
+  return st;
 }
 
 std::string DescribeWaitStatus(int wait_status) {

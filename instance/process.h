@@ -81,6 +81,42 @@ class ChildProcess {
   pid_t pid_ = -1;
 };
 
+// A reference to one process that stays valid after the process exits and is reaped (a
+// pidfd): signalling through it can never reach another process that reused the PID. Lets a
+// thread other than the child's owner signal it (the lease watchdog fences postgres while
+// the converge loop owns and reaps the child).
+//
+// Thread-safety: Signal and KillChildrenAndSignal may be called concurrently;
+// Open/move/destroy by one owner.
+class PidHandle {
+ public:
+  PidHandle() = default;
+  PidHandle(PidHandle&& other) noexcept;
+  PidHandle& operator=(PidHandle&& other) noexcept;
+  PidHandle(const PidHandle&) = delete;
+  PidHandle& operator=(const PidHandle&) = delete;
+  ~PidHandle();
+
+  // `pid` must be a child not reaped yet (or any live process).
+  static Result<PidHandle> Open(pid_t pid);
+  bool valid() const { return fd_ >= 0; }
+  // NotFound once the process has exited.
+  Status Signal(int sig) const;
+  // Ends the process's children at once and then signals the process: SIGSTOP to the
+  // process (a stopped parent neither reaps nor forks, so the children it has keep their
+  // PIDs), SIGKILL to each child, then `sig` and SIGCONT to the process. For postgres, whose
+  // backends each lead their own session (they call setsid()), this is the only way that
+  // no backend outlives the call by more than the kernel's signal delivery; a postmaster
+  // relaying an immediate shutdown would first have to be scheduled. NotFound once the
+  // process has exited.
+  Status KillChildrenAndSignal(int sig) const;
+
+ private:
+  PidHandle(int fd, pid_t pid) : fd_(fd), pid_(pid) {}
+  int fd_ = -1;
+  pid_t pid_ = -1;
+};
+
 // "exit code 1" / "killed by signal 9"
 std::string DescribeWaitStatus(int wait_status);
 

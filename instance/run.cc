@@ -99,6 +99,7 @@ int RunInstance(InstanceOptions o) {
   mo.node.run_as = *identity;
   mo.node.superuser_password = o.superuser_password;
   mo.node.replication_password = o.replication_password;
+  mo.ask_peer = HttpPeerAsker(o.api_token);
   InstanceManager manager(mo, Clock::Real());
 
   auto server = HttpServer::Listen(o.api_address, o.api_port, 4);

@@ -98,8 +98,28 @@ ClusterObservation ClusterReconciler::Observe(const Json& cluster) {
   return o;
 }
 
+Millis SuspectTimeout(int64_t lease_duration_ms) {
+  return Millis(std::max<int64_t>(100, lease_duration_ms / 10));
+}
+
+namespace {
+
+// spec.leaseDurationMilliseconds as written, else the default (the planner validates it).
+int64_t LeaseDurationOf(const Json& cluster) {
+  const Json& spec = cluster.value("spec", Json::object());
+  if (spec.contains("leaseDurationMilliseconds") &&
+      spec["leaseDurationMilliseconds"].is_number_integer()) {
+    return spec["leaseDurationMilliseconds"].get<int64_t>();
+  }
+  return kDefaultLeaseDurationMs;
+}
+
+}  // namespace
+
 void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
   ObjectKey key = meta::Key(o.cluster);
+  int64_t lease_duration = LeaseDurationOf(o.cluster);
+  Millis suspect_timeout = SuspectTimeout(lease_duration);
   // In parallel: one instance that does not answer must not delay seeing the others. One
   // whose lease renewal just went unanswered gets a short timeout (fast failure detection).
   std::vector<std::pair<std::string, std::future<Result<InstanceStatus>>>> asked;
@@ -107,8 +127,8 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
     if (meta::IsBeingDeleted(pod)) continue;
     std::string name = meta::Name(pod);
     bool suspect = deps_.leases && deps_.leases->Unanswered(key, name);
-    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect] {
-                         return suspect ? deps_.instances.GetStatusWithin(pod, kSuspectTimeout)
+    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect, suspect_timeout] {
+                         return suspect ? deps_.instances.GetStatusWithin(pod, suspect_timeout)
                                         : deps_.instances.GetStatus(pod);
                        }));
   }
@@ -123,15 +143,8 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
   const auto& change = status.primary_change;
   if (change && change->kind == PrimaryChangeKind::kFailover &&
       status.current_primary == change->from) {
-    const Json& spec = o.cluster.value("spec", Json::object());
-    int64_t duration = kDefaultLeaseDurationMs;
-    if (spec.contains("leaseDurationMilliseconds") &&
-        spec["leaseDurationMilliseconds"].is_number_integer()) {
-      duration = spec["leaseDurationMilliseconds"].get<int64_t>();
-    }
-    o.old_lease_expires_in_ms =
-        deps_.leases->OldLeaseExpiresInMs(key, change->from, std::max<int64_t>(status.term, 1),
-                                          duration);
+    o.old_lease_expires_in_ms = deps_.leases->OldLeaseExpiresInMs(
+        key, change->from, std::max<int64_t>(status.term, 1), lease_duration);
   }
 }
 

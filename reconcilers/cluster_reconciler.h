@@ -34,8 +34,10 @@ namespace petrel {
 // characters for 32 bytes). Internal when the CSPRNG fails (never falls back to a weaker one).
 Result<std::string> RandomToken(size_t bytes = 32);
 
-// How long an instance that missed its lease renewal gets to answer GET /status.
-inline constexpr Millis kSuspectTimeout{100};
+// How long an instance that missed its lease renewal gets to answer GET /status: a tenth of
+// the lease (100 ms by default), at least 100 ms. A longer lease makes detection more tolerant
+// of a slow instance (and failover slower).
+Millis SuspectTimeout(int64_t lease_duration_ms);
 
 struct ClusterReconcilerDeps {
   ObjectReader& reader;  // cache of PostgresClusters, Pods, PVCs, Services, Secrets, PDBs

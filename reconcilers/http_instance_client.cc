@@ -100,6 +100,9 @@ Result<LeaseReply> HttpInstanceClient::PutLease(const Json& pod, const LeaseGran
   PETREL_ASSIGN_OR_RETURN(HttpResponse r,
                           HttpCall("PUT", base + "/lease", grant.ToJson().dump(), options));
   std::string what = "PUT /lease to " + meta::Name(pod);
+  if (r.status == 404) {
+    return NotFoundError(what + ": this instance has no lease API (an older petrel instance?)");
+  }
   PETREL_RETURN_IF_ERROR(FromHttp(r, what));
   Json body = Json::parse(r.body, nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) return UnavailableError(what + ": the answer is not JSON");

@@ -127,12 +127,19 @@ void LeaseKeeper::Renew(const ObjectKey& cluster, const Target& target) {
       instances_.PutLease(target.pod, grant, RenewPeriod(target.lease.duration_ms));
   SteadyTime done = clock_.Now();
   HolderKey key{cluster, target.lease.pod, target.lease.term};
-  bool answered = reply.ok() || reply.status().code() == Code::kConflict ||
-                  reply.status().code() == Code::kInvalid ||
-                  reply.status().code() == Code::kUnauthorized;
+  Code code = reply.ok() ? Code::kOk : reply.status().code();
+  bool answered = code == Code::kOk || code == Code::kConflict || code == Code::kInvalid ||
+                  code == Code::kUnauthorized || code == Code::kNotFound;
+  bool first_failure = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
     unanswered_[{cluster, target.lease.pod}] = !answered;
+    // Only the first failure in a row wakes the cluster: the reconcile it triggers takes over
+    // (and polls fast while it replaces a primary); repeating it would only add load.
+    if (auto it = targets_.find(cluster); it != targets_.end()) {
+      first_failure = !reply.ok() && !it->second.failing;
+      it->second.failing = !reply.ok();
+    }
     Evidence& e = evidence_[key];
     e.duration_ms = std::max(e.duration_ms, grant.duration_ms);
     if (auto it = e.pending.find(sent); it != e.pending.end()) e.pending.erase(it);
@@ -146,7 +153,7 @@ void LeaseKeeper::Renew(const ObjectKey& cluster, const Target& target) {
       e.failed_send = sent;
     }
   }
-  if (reply.ok()) return;
+  if (!first_failure) return;
   spdlog::warn("{}: renewing the lease of {} (term {}) failed: {}", cluster.ToString(),
                target.lease.pod, target.lease.term, reply.status().ToString());
   if (options_.on_renewal_failed) options_.on_renewal_failed(cluster);

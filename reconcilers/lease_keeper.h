@@ -6,8 +6,9 @@
 // Who tells it what: after each plan the cluster reconciler calls SetTarget() with the lease
 // the plan names (ClusterPlan::lease; none while a failover waits for the old lease). A new
 // holder or term is renewed at once, inside SetTarget(), so that a just-promoted primary does
-// not wait for the next tick. A renewal that fails calls `on_renewal_failed` with the cluster
-// (the reconciler enqueues it at once: fast failure detection without the 10 s requeue).
+// not wait for the next tick. The first of a run of failed renewals calls `on_renewal_failed`
+// with the cluster (the reconciler enqueues it at once: fast failure detection without the
+// 10 s requeue).
 // Reconciles only run while this controller leads, so targets only exist while it leads;
 // `leading` is checked again before every renewal round.
 //
@@ -118,6 +119,7 @@ class LeaseKeeper {
     LeaseTarget lease;
     Json pod;
     std::optional<SteadyTime> last_attempt;
+    bool failing = false;  // the last renewal failed
   };
   // What this process knows about the grants it sent to one (cluster, instance, term).
   struct Evidence {

@@ -87,6 +87,69 @@ TEST_F(InstanceApiTest, ReadOnlyEndpoints) {
   EXPECT_EQ(api_->Status(post).status, 405);
 }
 
+HttpRequest Authed(const std::string& method, const std::string& body) {
+  HttpRequest r;
+  r.method = method;
+  r.headers["authorization"] = "Bearer the-token";
+  r.body = body;
+  return r;
+}
+
+TEST_F(InstanceApiTest, LeaseIsGrantedOnlyToThePrimaryOfTheSameTerm) {
+  const std::string grant = R"({"term":2,"durationMs":1000})";
+  HttpResponse no_spec = api_->Lease(Authed("PUT", grant));
+  EXPECT_EQ(no_spec.status, 409);
+  EXPECT_NE(no_spec.body.find("no spec has been accepted"), std::string::npos) << no_spec.body;
+
+  ASSERT_EQ(Put(R"({"generation":1,"role":"primary","bootstrap":"initdb","term":2,)"
+                R"("leaseDurationMs":1000})")
+                .status,
+            202);
+  EXPECT_EQ(manager_->GetStatus().lease_remaining_ms, 0);  // needed, not held
+  EXPECT_EQ(manager_->GetStatus().term, 2);
+  HttpResponse other = api_->Lease(Authed("PUT", R"({"term":1,"durationMs":1000})"));
+  EXPECT_EQ(other.status, 409);
+  EXPECT_NE(other.body.find("accepted spec is for term 2"), std::string::npos) << other.body;
+
+  HttpRequest no_token = Authed("PUT", grant);
+  no_token.headers.clear();
+  EXPECT_EQ(api_->Lease(no_token).status, 401);
+  EXPECT_EQ(api_->Lease(Authed("PUT", "{")).status, 400);
+  EXPECT_EQ(api_->Lease(Authed("PUT", R"({"term":2,"durationMs":0})")).status, 400);
+  EXPECT_EQ(api_->Lease(Authed("GET", "")).status, 405);
+  EXPECT_EQ(manager_->GetStatus().lease_remaining_ms, 0);
+
+  HttpResponse ok = api_->Lease(Authed("PUT", grant));
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  auto reply = LeaseReply::FromJson(Json::parse(ok.body));
+  ASSERT_TRUE(reply.ok());
+  EXPECT_EQ(reply->term, 2);
+  EXPECT_GT(manager_->GetStatus().lease_remaining_ms, 0);
+}
+
+TEST_F(InstanceApiTest, AReplicaConfirmsOnlyItsOwnTerm) {
+  ASSERT_EQ(Put(R"({"generation":1,"role":"replica","bootstrap":"clone","term":5,)"
+                R"("primary":{"host":"10.0.0.1"}})")
+                .status,
+            202);
+  EXPECT_EQ(manager_->GetStatus().lease_remaining_ms, -1);
+  auto ask = [&](int64_t term) {
+    HttpResponse r =
+        api_->ConfirmLeader(Authed("POST", PeerConfirmRequest{term, "db-1"}.ToJson().dump()));
+    EXPECT_EQ(r.status, 200) << r.body;
+    auto reply = PeerConfirmReply::FromJson(Json::parse(r.body));
+    return reply.ok() && reply->confirmed;
+  };
+  EXPECT_TRUE(ask(5));
+  EXPECT_FALSE(ask(4));
+  EXPECT_FALSE(ask(6));
+  HttpRequest no_token = Authed("POST", R"({"term":5,"primary":"db-1"})");
+  no_token.headers.clear();
+  EXPECT_EQ(api_->ConfirmLeader(no_token).status, 401);
+  EXPECT_EQ(api_->ConfirmLeader(Authed("POST", "[")).status, 400);
+  EXPECT_EQ(api_->ConfirmLeader(Authed("PUT", "{}")).status, 405);
+}
+
 TEST(ConstantTimeEqualsTest, ComparesWholeStrings) {
   EXPECT_TRUE(ConstantTimeEquals("abc", "abc"));
   EXPECT_FALSE(ConstantTimeEquals("abc", "abd"));

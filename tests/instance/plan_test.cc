@@ -159,6 +159,73 @@ INSTANTIATE_TEST_SUITE_P(
              ActionKind::kWait)),
     [](const testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
 
+InstanceSpec LeasedPrimary() {
+  InstanceSpec s = Primary();
+  s.term = 2;
+  s.lease_duration_ms = 1000;
+  return s;
+}
+
+ObservedInstance Lease(ObservedInstance o, LeaseState state) {
+  o.lease = state;
+  return o;
+}
+
+ObservedInstance Stopped(InstanceRole role) {
+  ObservedInstance o = Running(role);
+  o.postgres_running = o.accepting = false;
+  return o;
+}
+
+// A primary that needs a lease (instance/lease.h) never runs writable without one.
+INSTANTIATE_TEST_SUITE_P(
+    Lease, PlanTest,
+    testing::Values(
+        Case("ValidLeaseRuns", Lease(Running(InstanceRole::kPrimary), LeaseState::kValid),
+             LeasedPrimary(), ActionKind::kNone),
+        Case("LeaseBeingConfirmedRuns",
+             Lease(Running(InstanceRole::kPrimary), LeaseState::kNeedsConfirmation),
+             LeasedPrimary(), ActionKind::kNone),
+        Case("ExpiredLeaseFencesAtOnce",
+             Lease(Running(InstanceRole::kPrimary), LeaseState::kExpired), LeasedPrimary(),
+             ActionKind::kFence),
+        Case("ExpiredLeaseFencesAStartingPrimary",
+             Lease(With(Running(InstanceRole::kPrimary),
+                        [](ObservedInstance& o) { o.accepting = false; }),
+                   LeaseState::kExpired),
+             LeasedPrimary(), ActionKind::kFence),
+        Case("ExpiredLeaseFencesBeforeAnythingElse",
+             Lease(With(Running(InstanceRole::kPrimary),
+                        [](ObservedInstance& o) { o.config_current = o.slots_current = false; }),
+                   LeaseState::kExpired),
+             LeasedPrimary(), ActionKind::kFence),
+        Case("NoLeaseDoesNotStart", Lease(Stopped(InstanceRole::kPrimary), LeaseState::kExpired),
+             LeasedPrimary(), ActionKind::kWait),
+        Case("NoLeaseStillRewritesConfig",
+             Lease(With(Stopped(InstanceRole::kPrimary),
+                        [](ObservedInstance& o) { o.config_current = false; }),
+                   LeaseState::kExpired),
+             LeasedPrimary(), ActionKind::kWriteConfig),
+        Case("LeaseGrantedStarts", Lease(Stopped(InstanceRole::kPrimary), LeaseState::kValid),
+             LeasedPrimary(), ActionKind::kStart),
+        Case("NoLeaseDoesNotPromote", Lease(Running(InstanceRole::kReplica), LeaseState::kExpired),
+             LeasedPrimary(), ActionKind::kWait),
+        Case("LeaseGrantedPromotes", Lease(Running(InstanceRole::kReplica), LeaseState::kValid),
+             LeasedPrimary(), ActionKind::kPromote),
+        Case("NoLeaseStandbyMayStartReadOnly",
+             Lease(Stopped(InstanceRole::kReplica), LeaseState::kExpired), LeasedPrimary(),
+             ActionKind::kStart),
+        Case("NoLeaseEmptyVolumeStillInitdb", Lease(Empty(), LeaseState::kExpired), LeasedPrimary(),
+             ActionKind::kInitdb),
+        Case("SpecFenceWinsOverLease", Lease(Running(InstanceRole::kPrimary), LeaseState::kExpired),
+             WithSpec(LeasedPrimary(), [](InstanceSpec& s) { s.fenced = true; }),
+             ActionKind::kStop),
+        // The manager reports kNotRequired for replicas; a replica never waits for a lease.
+        Case("ReplicaIgnoresLease", Lease(Running(InstanceRole::kReplica), LeaseState::kExpired),
+             WithSpec(Replica(), [](InstanceSpec& s) { s.lease_duration_ms = 1000; }),
+             ActionKind::kNone)),
+    [](const testing::TestParamInfo<PlanCase>& info) { return info.param.name; });
+
 TEST(CheckSpecTransitionTest, AcceptsNewerAndIdenticalSpecs) {
   InstanceSpec s = Primary();
   EXPECT_TRUE(CheckSpecTransition(std::nullopt, false, s).ok());

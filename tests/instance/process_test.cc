@@ -5,6 +5,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fstream>
+#include <string>
+#include <thread>
+
 namespace petrel {
 namespace {
 
@@ -93,6 +97,66 @@ TEST(ChildProcessTest, ReportsAnUnexpectedExit) {
   }
   ASSERT_TRUE(st.has_value());
   EXPECT_EQ(DescribeWaitStatus(*st), "exit code 7");
+}
+
+// Whether `pid` is gone or a zombie (dead, waiting for its reaper).
+bool Dead(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat;
+  std::getline(in, stat);
+  if (stat.empty()) return true;
+  size_t paren = stat.rfind(')');
+  return paren != std::string::npos && paren + 2 < stat.size() && stat[paren + 2] == 'Z';
+}
+
+TEST(PidHandleTest, KillsTheChildrenThenSignalsTheProcess) {
+  // A shell with a child of its own: the child is killed, the shell gets SIGTERM.
+  char tmpl[] = "/tmp/petrel-pidhandle-XXXXXX";
+  int fd = mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  close(fd);
+  const std::string pidfile = tmpl;
+  ChildProcess child;
+  ASSERT_TRUE(child.Start(Sh("sleep 60 & echo $! > " + pidfile + "; wait")).ok());
+  auto handle = PidHandle::Open(child.pid());
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  pid_t grandchild = 0;
+  for (int i = 0; i < 100 && grandchild <= 0; ++i) {
+    std::ifstream in(pidfile);
+    in >> grandchild;
+    if (grandchild <= 0) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  unlink(pidfile.c_str());
+  ASSERT_GT(grandchild, 0);
+
+  ASSERT_TRUE(handle->KillChildrenAndSignal(SIGTERM).ok());
+  std::optional<int> st;
+  for (int i = 0; i < 100 && !st; ++i) {
+    st = child.Poll();
+    if (!st) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_TRUE(st.has_value());
+  ASSERT_TRUE(WIFSIGNALED(*st));
+  EXPECT_EQ(WTERMSIG(*st), SIGTERM);
+  bool grandchild_dead = false;
+  for (int i = 0; i < 100 && !grandchild_dead; ++i) {
+    grandchild_dead = Dead(grandchild);
+    if (!grandchild_dead) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  EXPECT_TRUE(grandchild_dead) << "the child " << grandchild << " survived";
+}
+
+TEST(PidHandleTest, NeverSignalsAReapedProcess) {
+  ChildProcess child;
+  ASSERT_TRUE(child.Start(Sh("exec sleep 60")).ok());
+  auto handle = PidHandle::Open(child.pid());
+  ASSERT_TRUE(handle.ok()) << handle.status().ToString();
+  ASSERT_TRUE(child.SignalAndWait(SIGKILL, std::chrono::seconds(10)));
+  // Reaped: the handle reports it instead of reaching whatever reuses the PID.
+  Status again = handle->KillChildrenAndSignal(SIGKILL);
+  EXPECT_EQ(again.code(), Code::kNotFound) << again.ToString();
+  PidHandle empty;
+  EXPECT_EQ(empty.Signal(SIGKILL).code(), Code::kNotFound);
 }
 
 }  // namespace

@@ -4,9 +4,12 @@
 // kubelet to run Postgres); the test plays the kubelet by giving Pods an IP.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <functional>
 #include <sstream>
+#include <thread>
 
 #include "controller/event_recorder.h"
 #include "reconcilers/cluster_reconciler.h"
@@ -52,8 +55,11 @@ class ClusterEnvtest : public EnvtestTest {
     });
     reader_ = std::make_unique<ClientObjectReader>(*controller_client_);
     events_ = std::make_unique<KubeEventRecorder>(*controller_client_, "postgrescluster");
-    reconciler_ = std::make_unique<ClusterReconciler>(
-        ClusterReconcilerDeps{*reader_, *controller_client_, *events_, instances_, Clock::Real()});
+    leases_ = std::make_unique<LeaseKeeper>(instances_, Clock::Real());
+    ClusterReconcilerDeps deps{*reader_, *controller_client_, *events_, instances_, Clock::Real()};
+    deps.leases = leases_.get();
+    deps.metrics = &metrics_;
+    reconciler_ = std::make_unique<ClusterReconciler>(std::move(deps));
   }
 
   void CreateCluster(int replicas) {
@@ -104,6 +110,30 @@ class ClusterEnvtest : public EnvtestTest {
     FAIL() << "not converged: " << Cluster()["status"].dump(2);
   }
 
+  // Reconciles as the controller would (sleeping for the requeue it asks for, capped) until
+  // `done` holds for the published status; bounded by a deadline.
+  void ReconcileUntil(const std::function<bool(const PostgresClusterStatus&)>& done,
+                      const std::string& what) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+    while (std::chrono::steady_clock::now() < deadline) {
+      auto r = reconciler_->Reconcile({ns_, "db"});
+      ASSERT_TRUE(r.ok()) << r.status().ToString();
+      Kubelet();
+      auto status = PostgresClusterStatus::FromJson(Cluster().value("status", Json::object()));
+      if (done(status)) return;
+      auto pause = std::min<std::chrono::milliseconds>(
+          r->requeue_after.value_or(std::chrono::milliseconds(200)), std::chrono::milliseconds(500));
+      std::this_thread::sleep_for(pause);
+    }
+    FAIL() << "timed out waiting for " << what << ": " << Cluster()["status"].dump(2);
+  }
+
+  std::vector<std::string> EventReasons() {
+    std::vector<std::string> out;
+    for (const auto& e : Items(resources::kEvent)) out.push_back(e.value("reason", ""));
+    return out;
+  }
+
   std::vector<Json> Items(const ResourceType& type) {
     auto r = client().List(type, ns_, {});
     EXPECT_TRUE(r.ok()) << r.status().ToString();
@@ -114,6 +144,8 @@ class ClusterEnvtest : public EnvtestTest {
   std::unique_ptr<ClientObjectReader> reader_;
   std::unique_ptr<KubeEventRecorder> events_;
   FakeInstances instances_;
+  MetricsRegistry metrics_;
+  std::unique_ptr<LeaseKeeper> leases_;
   std::unique_ptr<ClusterReconciler> reconciler_;
   std::atomic<int> writes_{0};
 };
@@ -252,6 +284,94 @@ TEST_F(ClusterEnvtest, ShrinkingStorageIsRefusedWithAConditionAndAnEvent) {
   auto pvc = client().Get(resources::kPersistentVolumeClaim, {ns_, "db-1"});
   ASSERT_TRUE(pvc.ok());
   EXPECT_EQ((*pvc)["spec"]["resources"]["requests"]["storage"], "1Gi");
+}
+
+}  // namespace
+}  // namespace petrel
+
+namespace petrel {
+namespace {
+
+bool Contains(const std::vector<std::string>& v, const std::string& s) {
+  return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+// A user asks for a switchover with a merge patch on the status subresource (what
+// `kubectl petrel promote` sends): refused when the target is not a ready replica, carried
+// out otherwise, with the term growing and the old primary following the new one.
+TEST_F(ClusterEnvtest, SwitchoverRequestedThroughTheStatusSubresource) {
+  CreateCluster(3);
+  ConvergeTo(3);
+  PatchOptions status_patch;
+  status_patch.subresource = "status";
+  auto bad = client().Patch(resources::kPostgresCluster, {ns_, "db"}, PatchType::kMerge,
+                            {{"status", {{"targetPrimary", "db-9"}}}}, status_patch);
+  ASSERT_TRUE(bad.ok()) << bad.status().ToString();
+  ReconcileUntil([](const PostgresClusterStatus& s) { return s.target_primary == "db-1"; },
+                 "the refused request to be cleared");
+  EXPECT_TRUE(Contains(EventReasons(), "SwitchoverRefused"));
+
+  auto good = client().Patch(resources::kPostgresCluster, {ns_, "db"}, PatchType::kMerge,
+                             {{"status", {{"targetPrimary", "db-3"}}}}, status_patch);
+  ASSERT_TRUE(good.ok()) << good.status().ToString();
+  ReconcileUntil(
+      [](const PostgresClusterStatus& s) {
+        return s.current_primary == "db-3" && !s.primary_change && s.phase == "Healthy";
+      },
+      "db-3 to be the primary");
+  auto status = PostgresClusterStatus::FromJson(Cluster()["status"]);
+  EXPECT_EQ(status.term, 2);
+  EXPECT_EQ(status.failovers, 0);
+  auto specs = instances_.specs();
+  EXPECT_EQ(specs["db-3"].role, InstanceRole::kPrimary);
+  EXPECT_EQ(specs["db-3"].term, 2);
+  EXPECT_EQ(specs["db-1"].role, InstanceRole::kReplica);
+  EXPECT_FALSE(specs["db-1"].fenced);
+  EXPECT_EQ(specs["db-1"].primary->host, "10.1.0.3");
+  EXPECT_GT(instances_.leases("db-3"), 0) << "the new primary's lease is renewed";
+  auto reasons = EventReasons();
+  EXPECT_TRUE(Contains(reasons, "SwitchoverStarted"));
+  EXPECT_TRUE(Contains(reasons, "SwitchoverCompleted"));
+  for (const auto& pod : Items(resources::kPod)) {
+    EXPECT_EQ(meta::Label(pod, "petrel.dev/role"), meta::Name(pod) == "db-3" ? "primary" : "replica");
+  }
+}
+
+// The primary stops answering: the controller revokes, waits out the old lease (bounded by
+// this controller's start, since it never renewed before), promotes the most advanced replica
+// and tells the story; the old primary rejoins as a replica when it answers again.
+TEST_F(ClusterEnvtest, FailoverWhenThePrimaryStopsAnswering) {
+  CreateCluster(3);
+  ConvergeTo(3);
+  ASSERT_GT(instances_.leases("db-1"), 0);
+  instances_.SetDown("db-1", true);
+  ReconcileUntil(
+      [](const PostgresClusterStatus& s) { return s.failovers == 1 && !s.primary_change; },
+      "the failover to complete");
+  auto status = PostgresClusterStatus::FromJson(Cluster()["status"]);
+  EXPECT_EQ(status.current_primary, "db-2");  // equal positions: the lowest serial
+  EXPECT_EQ(status.term, 2);
+  ASSERT_TRUE(status.last_failover.has_value());
+  EXPECT_EQ(status.last_failover->from, "db-1");
+  EXPECT_EQ(status.last_failover->to, "db-2");
+  EXPECT_EQ(status.last_failover->lsn, "0/3000060");
+  EXPECT_GT(status.last_failover->duration_ms, 0);
+  auto reasons = EventReasons();
+  EXPECT_TRUE(Contains(reasons, "FailoverStarted"));
+  EXPECT_TRUE(Contains(reasons, "FailoverCompleted"));
+  EXPECT_NE(metrics_.Expose().find("petrel_cluster_failovers_total{namespace=\"" + ns_ +
+                                   "\",cluster=\"db\"} 1"),
+            std::string::npos)
+      << metrics_.Expose();
+
+  instances_.SetDown("db-1", false);
+  ReconcileUntil([](const PostgresClusterStatus& s) { return s.phase == "Healthy"; },
+                 "the old primary to rejoin");
+  auto specs = instances_.specs();
+  EXPECT_EQ(specs["db-1"].role, InstanceRole::kReplica);
+  EXPECT_EQ(specs["db-1"].term, 2);
+  EXPECT_EQ(specs["db-1"].primary->host, "10.1.0.2");
+  EXPECT_EQ(specs["db-3"].primary->host, "10.1.0.2");
 }
 
 }  // namespace

@@ -117,12 +117,20 @@ TEST(LeaseKeeper, AFailedRenewalEnqueuesTheClusterAndMarksTheInstance) {
   ASSERT_EQ(f.failed.size(), 1u);
   EXPECT_EQ(f.failed[0], kCluster);
   EXPECT_TRUE(f.keeper.Unanswered(kCluster, "db-1"));
-  // A refusal is an answer: enqueued, but not "unanswered".
+  // Failing again does not wake the cluster again; a refusal is an answer.
+  f.instances.mode = ScriptedLeases::Mode::kRefuse;
+  f.clock.Advance(Millis(200));
+  f.keeper.RenewDue();
+  EXPECT_EQ(f.failed.size(), 1u);
+  EXPECT_FALSE(f.keeper.Unanswered(kCluster, "db-1"));
+  // After a success, the next failure wakes it again.
+  f.instances.mode = ScriptedLeases::Mode::kAnswer;
+  f.clock.Advance(Millis(200));
+  f.keeper.RenewDue();
   f.instances.mode = ScriptedLeases::Mode::kRefuse;
   f.clock.Advance(Millis(200));
   f.keeper.RenewDue();
   EXPECT_EQ(f.failed.size(), 2u);
-  EXPECT_FALSE(f.keeper.Unanswered(kCluster, "db-1"));
 }
 
 // The bound on the old lease, case by case (times relative to the keeper's start, ms).

@@ -5,6 +5,7 @@
 
 #include <map>
 #include <mutex>
+#include <set>
 
 #include "reconcilers/instance_client.h"
 
@@ -18,6 +19,7 @@ class FakeInstances : public InstanceClient {
     if (!pod.contains("status") || pod["status"].value("podIP", "").empty()) {
       return UnavailableError("pod " + name + " has no IP yet");
     }
+    if (down_.count(name)) return TimeoutError("GET /status of " + name + ": timed out");
     InstanceStatus s;
     s.name = name;
     auto it = specs_.find(name);
@@ -28,6 +30,7 @@ class FakeInstances : public InstanceClient {
     s.running = !spec.fenced;
     s.ready = s.running;
     s.role = spec.role;
+    s.term = spec.term;
     s.spec_generation = spec.generation;
     s.system_identifier = "7300000000000000001";
     s.phase = s.running ? "running" : "fenced";
@@ -39,7 +42,8 @@ class FakeInstances : public InstanceClient {
       s.received_lsn = "0/3000060";
       bool primary_up = false;
       for (const auto& [other, other_spec] : specs_) {
-        primary_up |= other_spec.role == InstanceRole::kPrimary && !other_spec.fenced;
+        primary_up |= other_spec.role == InstanceRole::kPrimary && !other_spec.fenced &&
+                      !down_.count(other);
       }
       s.streaming = s.running && primary_up;
       s.lag_bytes = 0;
@@ -49,9 +53,40 @@ class FakeInstances : public InstanceClient {
 
   Status PutSpec(const Json& pod, const InstanceSpec& spec) override {
     std::lock_guard<std::mutex> lock(mu_);
+    if (down_.count(meta::Name(pod))) return TimeoutError("PUT /spec: timed out");
     specs_[meta::Name(pod)] = spec;
     ++puts_;
     return Status::Ok();
+  }
+
+  // PUT /lease: granted to the primary of the same term, as the instance does.
+  Result<LeaseReply> PutLease(const Json& pod, const LeaseGrant& grant, Millis) override {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string name = meta::Name(pod);
+    if (down_.count(name)) return TimeoutError("PUT /lease to " + name + ": timed out");
+    auto it = specs_.find(name);
+    if (it == specs_.end() || it->second.role != InstanceRole::kPrimary ||
+        it->second.term != grant.term) {
+      return ConflictError("PUT /lease to " + name + " refused: not the primary of term " +
+                           std::to_string(grant.term));
+    }
+    ++leases_[name];
+    return LeaseReply{grant.term, grant.duration_ms};
+  }
+
+  // An instance that stops answering (a frozen or crashed pod), or answers again.
+  void SetDown(const std::string& name, bool down) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (down) {
+      down_.insert(name);
+    } else {
+      down_.erase(name);
+    }
+  }
+  int leases(const std::string& name) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = leases_.find(name);
+    return it == leases_.end() ? 0 : it->second;
   }
 
   int puts() const {
@@ -66,6 +101,8 @@ class FakeInstances : public InstanceClient {
  private:
   mutable std::mutex mu_;
   std::map<std::string, InstanceSpec> specs_;
+  std::set<std::string> down_;
+  std::map<std::string, int> leases_;
   int puts_ = 0;
 };
 

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <mutex>
+#include <thread>
 
 #include "net/http.h"
 
@@ -45,6 +46,16 @@ class HttpInstanceClientTest : public ::testing::Test {
       if (last_auth_ != "Bearer s3cr3t-token") return HttpResponse::Text(401, "no token");
       return HttpResponse::Text(reply_status_, reply_body_);
     });
+    server_->Handle("/lease", [this](const HttpRequest& req) {
+      std::lock_guard<std::mutex> lock(mu_);
+      last_method_ = req.method;
+      last_auth_ = req.headers.count("authorization") ? req.headers.at("authorization") : "";
+      last_body_ = req.body;
+      if (last_auth_ != "Bearer s3cr3t-token") return HttpResponse::Text(401, "no token");
+      if (lease_refusal_) return HttpResponse::Text(409, "not the primary of term 7");
+      if (lease_delay_.count() > 0) std::this_thread::sleep_for(lease_delay_);
+      return HttpResponse::Json(200, R"({"term": 7, "remainingMs": 1000})");
+    });
     server_->Start();
     client_ =
         std::make_unique<HttpInstanceClient>(reader_, std::chrono::seconds(3), server_->port());
@@ -67,6 +78,8 @@ class HttpInstanceClientTest : public ::testing::Test {
   std::unique_ptr<HttpInstanceClient> client_;
   std::mutex mu_;
   std::string last_method_, last_auth_, last_body_;
+  bool lease_refusal_ = false;
+  std::chrono::milliseconds lease_delay_{0};
   int reply_status_ = 202;
   std::string reply_body_ = "accepted";
 };
@@ -132,6 +145,37 @@ TEST_F(HttpInstanceClientTest, SilentInstanceTimesOut) {
       << s.status().ToString();
 }
 
+TEST_F(HttpInstanceClientTest, RenewsALeaseWithTheClusterToken) {
+  LeaseGrant grant;
+  grant.term = 7;
+  grant.duration_ms = 1000;
+  auto reply = client_->PutLease(Pod("127.0.0.1"), grant, std::chrono::milliseconds(2000));
+  ASSERT_TRUE(reply.ok()) << reply.status().ToString();
+  EXPECT_EQ(reply->term, 7);
+  EXPECT_EQ(reply->remaining_ms, 1000);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    EXPECT_EQ(last_method_, "PUT");
+    EXPECT_EQ(last_auth_, "Bearer s3cr3t-token");
+    auto sent = LeaseGrant::FromJson(Json::parse(last_body_));
+    ASSERT_TRUE(sent.ok());
+    EXPECT_EQ(sent->term, 7);
+    EXPECT_EQ(sent->duration_ms, 1000);
+  }
+  lease_refusal_ = true;
+  auto refused = client_->PutLease(Pod("127.0.0.1"), grant, std::chrono::milliseconds(2000));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), Code::kConflict);
+  EXPECT_NE(refused.status().message().find("term 7"), std::string::npos);
+}
+
+TEST_F(HttpInstanceClientTest, LeaseRenewalHonoursItsShortTimeout) {
+  lease_delay_ = std::chrono::milliseconds(1500);
+  auto slow = client_->PutLease(Pod("127.0.0.1"), LeaseGrant{7, 1000}, std::chrono::milliseconds(100));
+  ASSERT_FALSE(slow.ok());
+  EXPECT_TRUE(slow.status().code() == Code::kTimeout || slow.status().code() == Code::kUnavailable)
+      << slow.status().ToString();
+}
 
 }  // namespace
 }  // namespace petrel
