@@ -339,8 +339,20 @@ Status HaCluster::WaitConverged(std::chrono::seconds timeout) {
     auto instances = Instances();
     int ready = 0;
     for (const auto& i : instances) ready += i.ready ? 1 : 0;
+    int reported_ready = 0;
+    for (const Json& i : status.value("instances", Json::array())) {
+      reported_ready += i.value("ready", false) ? 1 : 0;
+    }
     if (primary.empty()) {
       missing = "no currentPrimary";
+    } else if (status.value("targetPrimary", primary) != primary ||
+               status.contains("primaryChange")) {
+      missing = "a primary change is in progress";
+    } else if (status.value("readyReplicas", 0) != options_.replicas ||
+               reported_ready != options_.replicas) {
+      // The controller's own view: it refuses a switchover to a replica it has not seen ready.
+      missing = "the controller reports " + std::to_string(reported_ready) + "/" +
+                std::to_string(options_.replicas) + " instances ready";
     } else if (status.value("phase", "") != "Healthy") {
       missing = "phase " + status.value("phase", "") + " (" + status.value("phaseReason", "") + ")";
     } else if (static_cast<int>(instances.size()) != options_.replicas ||

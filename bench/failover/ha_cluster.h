@@ -87,8 +87,9 @@ class HaCluster {
   // The backends the leader Service forwards to right now (Pod IPs), as the proxy serves it.
   std::vector<std::string> LeaderBackends();
 
-  // Converged = every member ready, phase Healthy, currentPrimary accepts writes on its Pod IP
-  // and streams to every other member, each of which is in recovery. On timeout the Status
+  // Converged = every member ready (its Pod, and in the controller's status), no primary
+  // change in progress, phase Healthy, currentPrimary accepts writes on its Pod IP and streams
+  // to every other member, each of which is in recovery. On timeout the Status
   // says which part was missing.
   Status WaitConverged(std::chrono::seconds timeout);
   // The instance, asked directly on its Pod IP, is a primary that accepts a write (`false`
