@@ -2,12 +2,13 @@
 #   make test    - everything CI runs: unit, envtest, e2e, and ASan/UBSan unit tests
 #   make demo    - build, then run `petrel local` with the example cluster
 #   make bench   - benchmarks (results go to bench/README.md by hand, with date and machine)
+#   make bench-failover - failover/switchover unavailability and lost writes (about 15 min)
 BUILD ?= build
 ASAN_BUILD ?= build-asan
 JOBS ?= $(shell nproc)
 CTEST_FLAGS ?= --output-on-failure --timeout 600
 
-.PHONY: all deps envtest-assets build build-asan test test-unit test-envtest test-e2e test-asan bench demo clean format
+.PHONY: all deps envtest-assets build build-asan test test-unit test-envtest test-e2e test-asan bench bench-failover demo clean format
 
 all: build
 
@@ -56,6 +57,11 @@ demo: build
 
 bench: build envtest-assets
 	KUBEBUILDER_ASSETS=$$(bash scripts/envtest-assets.sh) bash bench/run.sh
+
+# Issue 8's method: SIGSTOP / SIGKILL of the primary and planned switchovers, 5 runs each, in
+# async and sync mode (BENCH_FAILOVER_RUNS=N to change; arguments in bench/failover/run.sh).
+bench-failover: build envtest-assets
+	KUBEBUILDER_ASSETS=$$(bash scripts/envtest-assets.sh) bash bench/failover/run.sh
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD)
