@@ -10,7 +10,7 @@ int64_t ToMs(std::chrono::nanoseconds d) { return std::chrono::duration_cast<Mil
 // The shortest pause between failed confirmation rounds, whatever the duration.
 constexpr Millis kMinRetryDelay{10};
 // The shortest watchdog gap counted as a stall, whatever the duration.
-constexpr Millis kMinStall{100};
+constexpr Millis kMinStall{50};
 
 }  // namespace
 
@@ -80,6 +80,14 @@ Result<LeaseReply> LeaderLease::Grant(const LeaseGrant& grant) {
         "refused for another " +
         std::to_string(ToMs(refuse_grants_until_ - now)) + " ms: retry then");
   }
+  if (expiry_ && now >= *expiry_) {
+    // Never revived: a grant arriving now may have been sent before the lease ran out (it sat
+    // in a frozen process's socket), and the controller may already be promoting another
+    // instance on the strength of that expiry. The controller moves to the next term instead.
+    return ConflictError("the leadership lease for term " + std::to_string(term_) + " expired " +
+                         std::to_string(ToMs(now - *expiry_)) +
+                         " ms ago and is never revived; PUT /spec with the next term first");
+  }
   duration_ = Millis(grant.duration_ms);
   expiry_ = now + duration_;
   refreshed_ = now;
@@ -134,7 +142,9 @@ std::string LeaderLease::DescribeExpiry() const {
 
 void LeaderLease::NoteTickGap(Millis gap) {
   std::lock_guard<std::mutex> l(mu_);
-  if (!required_ || gap < std::max(kMinStall, spec_duration_ / 4)) return;
+  // An eighth of the duration: below the controller's renewal timeout (a fifth, see
+  // reconcilers/lease_keeper.h), so a grant read later than the controller assumes is refused.
+  if (!required_ || gap < std::max(kMinStall, spec_duration_ / 8)) return;
   last_stall_ = gap;
   refuse_grants_until_ = clock_.Now() + spec_duration_;
 }

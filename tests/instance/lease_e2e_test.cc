@@ -114,9 +114,18 @@ TEST_F(LeaseE2eTest, ThePrimaryRunsOnlyWhileItHoldsALease) {
     EXPECT_FALSE(Insert(a, 1000));
     EXPECT_TRUE(FencedByLease(a, 1)) << a.Status().ToJson().dump();
 
-    // Renewed again: postgres comes back with every committed row.
-    renewer.Enable(true);
-    ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 1)) << a.Log();
+    // The expired lease is never revived for term 1 ...
+    HttpResponse late = a.Call("PUT", "/lease", LeaseGrant{1, kLeaseMs}.ToJson().dump());
+    EXPECT_EQ(late.status, 409) << late.body;
+    EXPECT_NE(late.body.find("never revived"), std::string::npos) << late.body;
+  }
+  // ... the controller moves to term 2: postgres comes back with every committed row.
+  InstanceSpec term2 = LeasedPrimary(2);
+  term2.generation = 2;
+  ASSERT_EQ(a.PutSpec(term2).status, 202);
+  {
+    Renewer renewer(a, 2);
+    ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 2)) << a.Log();
     EXPECT_TRUE(Insert(a, 2000));
     EXPECT_EQ(a.Query("SELECT count(*) FROM t WHERE id IN (1, 2000)"), "2");
   }
@@ -124,13 +133,13 @@ TEST_F(LeaseE2eTest, ThePrimaryRunsOnlyWhileItHoldsALease) {
   // A restart resumes from the saved spec but does not start postgres without a lease.
   ASSERT_EQ(a.Terminate(), 0) << a.Log();
   a.Start();
-  EXPECT_TRUE(WaitFor([&] { return FencedByLease(a, 1); }, seconds(30)))
+  EXPECT_TRUE(WaitFor([&] { return FencedByLease(a, 2); }, seconds(30)))
       << a.Status().ToJson().dump();
   std::this_thread::sleep_for(std::chrono::milliseconds(2 * kLeaseMs));
   EXPECT_FALSE(a.Sql().ok()) << "postgres accepts connections without a lease";
-  EXPECT_TRUE(FencedByLease(a, 1)) << a.Status().ToJson().dump();
-  Renewer renewer(a, 1);
-  ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 1)) << a.Log();
+  EXPECT_TRUE(FencedByLease(a, 2)) << a.Status().ToJson().dump();
+  Renewer renewer(a, 2);
+  ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 2)) << a.Log();
   EXPECT_EQ(a.Query("SELECT count(*) FROM t WHERE id IN (1, 2000)"), "2");
 }
 
@@ -219,8 +228,12 @@ TEST_F(LeaseE2eTest, AFrozenPrimaryCannotCommitAfterItThaws) {
 
   EXPECT_TRUE(WaitFor([&] { return FencedByLease(a, 1); }, seconds(30)))
       << a.Status().ToJson().dump() << a.Log();
-  Renewer again(a, 1);
-  ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 1)) << a.Log();
+  // A grant of the expired term is never honoured; the next term brings it back.
+  InstanceSpec term2 = LeasedPrimary(2);
+  term2.generation = 2;
+  ASSERT_EQ(a.PutSpec(term2).status, 202);
+  Renewer again(a, 2);
+  ASSERT_TRUE(a.WaitReady(InstanceRole::kPrimary, 2)) << a.Log();
   EXPECT_EQ(a.Query("SELECT count(*) FROM t WHERE id = 2"), "0");
   EXPECT_EQ(a.Query("SELECT count(*) FROM t WHERE id = 1"), "1");
 }

@@ -74,8 +74,17 @@ TEST_F(LeaderLeaseTest, GrantRunsFromReceiptAndExpires) {
   EXPECT_EQ(lease_.State(), LeaseState::kExpired);
   EXPECT_EQ(lease_.RemainingMs(), 0);
   EXPECT_NE(lease_.DescribeExpiry().find("expired 0 ms ago"), std::string::npos);
-  // A new grant for the term brings it back.
-  GrantOk();
+  // An expired lease is never revived for its term (the grant could be stale): only a spec of
+  // the next term can be leased again.
+  auto late = lease_.Grant(LeaseGrant{3, 1000});
+  ASSERT_FALSE(late.ok());
+  EXPECT_EQ(late.status().code(), Code::kConflict);
+  EXPECT_NE(late.status().message().find("never revived"), std::string::npos);
+  EXPECT_EQ(lease_.State(), LeaseState::kExpired);
+  InstanceSpec next = LeasedPrimary();
+  next.term = 4;
+  lease_.SetSpec(next);
+  GrantOk(4);
   EXPECT_EQ(lease_.State(), LeaseState::kValid);
 }
 
@@ -235,9 +244,9 @@ TEST_F(LeaderLeaseTest, AfterAStallGrantsAreRefusedForOneDuration) {
   lease_.SetSpec(LeasedPrimary());
   GrantOk();
   // Short gaps (scheduling noise) change nothing.
-  lease_.NoteTickGap(milliseconds(249));
+  lease_.NoteTickGap(milliseconds(124));
   GrantOk();
-  // A quarter of the duration: the process was frozen; a grant read now may be stale.
+  // An eighth of the duration: the process was frozen; a grant read now may be stale.
   clock_.Advance(milliseconds(3000));
   lease_.NoteTickGap(milliseconds(3000));
   EXPECT_EQ(lease_.State(), LeaseState::kExpired);
@@ -247,10 +256,14 @@ TEST_F(LeaderLeaseTest, AfterAStallGrantsAreRefusedForOneDuration) {
   EXPECT_NE(stale.status().message().find("did not run for 3000 ms"), std::string::npos)
       << stale.status().message();
   EXPECT_EQ(lease_.State(), LeaseState::kExpired);
+  // Even the next term waits out the stall window.
+  InstanceSpec next = LeasedPrimary();
+  next.term = 4;
+  lease_.SetSpec(next);
   clock_.Advance(milliseconds(999));
-  EXPECT_FALSE(lease_.Grant(LeaseGrant{3, 1000}).ok());
+  EXPECT_FALSE(lease_.Grant(LeaseGrant{4, 1000}).ok());
   clock_.Advance(milliseconds(1));
-  GrantOk();
+  GrantOk(4);
 }
 
 TEST_F(LeaderLeaseTest, AStallDoesNotShortenTheLeaseHeld) {
