@@ -25,10 +25,7 @@ struct Failing {
 
 std::vector<HealthCheck> RecordedChecks(const std::vector<HealthCheck>& recorded,
                                         const std::vector<HealthCheck>& reported) {
-  if (!SameStates(recorded, reported)) return reported;
-  bool failing = std::any_of(reported.begin(), reported.end(),
-                             [](const HealthCheck& c) { return c.state != CheckState::kPassing; });
-  return failing ? reported : recorded;
+  return SameStates(recorded, reported) ? recorded : reported;
 }
 
 Condition ChecksCondition(const PostgresClusterStatus& old,

@@ -19,7 +19,9 @@ namespace petrel {
 // The checks to record for an instance, given what is recorded and what it reports now.
 // Outputs carry live numbers (load, connections), so a passing set is refreshed only when a
 // check appears, disappears or changes state: a healthy cluster's status is not rewritten on
-// every reconcile. Failing checks are refreshed whenever their output changes.
+// every reconcile. The same holds for failing checks: a load-dependent `vm` check on a busy
+// node would otherwise rewrite the status on every reconcile. The live outputs are in each
+// instance's GET /status (`kubectl petrel checks list` shows the recorded ones).
 std::vector<HealthCheck> RecordedChecks(const std::vector<HealthCheck>& recorded,
                                         const std::vector<HealthCheck>& reported);
 
