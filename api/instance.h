@@ -17,6 +17,9 @@
 //   PUT  /lease    LeaseGrant as JSON (token required). 200 with LeaseReply when the accepted
 //                  spec is role primary with the same `term`; 409 otherwise (message says
 //                  why: no spec yet, not primary, other term). See "Leadership" below.
+//                  503 (Retry-After) for one lease duration after the instance was frozen
+//                  or starved for a quarter of it: a grant read then may be stale
+//                  (instance/lease.h); use a PUT /lease timeout of at least duration / 4.
 //   POST /confirm-leader  PeerConfirmRequest (token required) -> PeerConfirmReply, 200.
 //   POST /snapshot SnapshotRequest (token required): a consistent copy of the running
 //                  instance's data (pg_basebackup of itself, WAL included) into `dir`; 200 with

@@ -148,10 +148,17 @@ HttpResponse InstanceApi::Lease(const HttpRequest& req) {
   if (!grant.ok()) return Error(400, "Invalid", grant.status().message(), grant.status().causes());
   auto reply = manager_.GrantLease(*grant);
   if (!reply.ok()) {
-    if (reply.status().code() == Code::kConflict) {
-      return Error(409, "Conflict", reply.status().message());
+    switch (reply.status().code()) {
+      case Code::kConflict:
+        return Error(409, "Conflict", reply.status().message());
+      case Code::kUnavailable: {
+        HttpResponse r = Error(503, "ServiceUnavailable", reply.status().message());
+        r.headers["retry-after"] = "1";
+        return r;
+      }
+      default:
+        return Error(400, "Invalid", reply.status().message());
     }
-    return Error(400, "Invalid", reply.status().message());
   }
   return MakeJson(200, reply->ToJson());
 }

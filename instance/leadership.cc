@@ -49,9 +49,20 @@ void LeadershipGuard::Watchdog() {
     spdlog::info("lease watchdog runs at normal priority (SCHED_FIFO refused: {})",
                  std::strerror(rc));
   }
+  SteadyTime last = std::chrono::steady_clock::now();
   do {
-    if (lease_.State() == LeaseState::kExpired && o_.fence()) {
-      // Logged after the signal: nothing may stand between the check and the fence.
+    // A stall is noted first, so that a stale grant read right after a thaw is refused.
+    const SteadyTime now = std::chrono::steady_clock::now();
+    const auto gap = std::chrono::duration_cast<Millis>(now - last) - o_.watchdog_tick;
+    last = now;
+    lease_.NoteTickGap(gap);
+    const bool fenced = lease_.State() == LeaseState::kExpired && o_.fence();
+    // Logged after the signal: nothing may stand between the check and the fence.
+    if (gap > 4 * o_.watchdog_tick) {
+      spdlog::warn("the lease watchdog did not run for {} ms (process frozen or starved)",
+                   gap.count());
+    }
+    if (fenced) {
       spdlog::warn("{}: immediate shutdown of postgres", lease_.DescribeExpiry());
       o_.on_fenced();
     }

@@ -9,6 +9,8 @@ int64_t ToMs(std::chrono::nanoseconds d) { return std::chrono::duration_cast<Mil
 
 // The shortest pause between failed confirmation rounds, whatever the duration.
 constexpr Millis kMinRetryDelay{10};
+// The shortest watchdog gap counted as a stall, whatever the duration.
+constexpr Millis kMinStall{100};
 
 }  // namespace
 
@@ -48,6 +50,7 @@ void LeaderLease::SetSpec(const std::optional<InstanceSpec>& spec) {
   role_ = role;
   term_ = term;
   required_ = spec && LeaseRequired(*spec);
+  spec_duration_ = Millis(spec ? spec->lease_duration_ms : 0);
   peers_ = spec ? spec->peers : std::vector<Peer>{};
 }
 
@@ -70,6 +73,13 @@ Result<LeaseReply> LeaderLease::Grant(const LeaseGrant& grant) {
     return InvalidError("durationMs must be > 0, got " + std::to_string(grant.duration_ms));
   }
   const SteadyTime now = clock_.Now();
+  if (now < refuse_grants_until_) {
+    return UnavailableError(
+        "this instance did not run for " + std::to_string(last_stall_.count()) +
+        " ms (frozen or starved); a grant sent before it resumed could be stale, so grants are "
+        "refused for another " +
+        std::to_string(ToMs(refuse_grants_until_ - now)) + " ms: retry then");
+  }
   duration_ = Millis(grant.duration_ms);
   expiry_ = now + duration_;
   refreshed_ = now;
@@ -120,6 +130,13 @@ std::string LeaderLease::DescribeExpiry() const {
   if (now < *expiry_) return "the leadership lease for " + term + " is valid";
   return "the leadership lease for " + term + " expired " + std::to_string(ToMs(now - *expiry_)) +
          " ms ago without renewal or confirmation by every peer";
+}
+
+void LeaderLease::NoteTickGap(Millis gap) {
+  std::lock_guard<std::mutex> l(mu_);
+  if (!required_ || gap < std::max(kMinStall, spec_duration_ / 4)) return;
+  last_stall_ = gap;
+  refuse_grants_until_ = clock_.Now() + spec_duration_;
 }
 
 std::optional<ConfirmationRound> LeaderLease::BeginConfirmation() {

@@ -13,6 +13,14 @@
 //     the round *started*. A failed round is retried after a tenth of the duration, until
 //     the lease runs out. A confirmation never revives a lease that already expired: only a
 //     new grant does (the fenced primary waits for the controller).
+//   - NoteTickGap(): the watchdog reports how long it went without running. A gap of a
+//     quarter of the duration (at least 100 ms) means this process was frozen or starved;
+//     a PUT /lease the controller sent before or during the stall, and gave up on, may be
+//     read from the socket only now, and granting it would extend the lease past what the
+//     controller believes. So grants are refused (Unavailable, 503) for one lease duration
+//     after such a stall; the lease already held is unaffected and runs out on time. The
+//     controller's PUT /lease timeout must therefore be at least a quarter of the duration:
+//     a shorter stall is answered before the controller gives up.
 // SetSpec() follows the accepted spec: a lease belongs to one term, and a spec of another
 // term or another role drops it. A restarted instance starts without a lease.
 //
@@ -77,6 +85,9 @@ class LeaderLease {
   // One human sentence about a lease that is not held, for status messages.
   std::string DescribeExpiry() const;
 
+  // The watchdog's time between two of its checks (see the header comment).
+  void NoteTickGap(Millis gap);
+
   // Starts a round when one is due: the lease needs confirmation, no round is in flight,
   // the retry delay after a failed round has passed, and there are peers to ask.
   std::optional<ConfirmationRound> BeginConfirmation();
@@ -95,6 +106,7 @@ class LeaderLease {
   InstanceRole role_ = InstanceRole::kNone;
   int64_t term_ = 0;
   bool required_ = false;
+  Millis spec_duration_{0};
   std::vector<Peer> peers_;
   // The lease itself.
   std::optional<SteadyTime> expiry_;  // nullopt: never granted for this term
@@ -102,6 +114,9 @@ class LeaderLease {
   Millis duration_{0};                // of the last grant
   bool round_in_flight_ = false;
   SteadyTime next_round_{};
+  // After a stall: grants are refused until then.
+  SteadyTime refuse_grants_until_{};
+  Millis last_stall_{0};
 };
 
 // The replica's answer to POST /confirm-leader, from its accepted spec.

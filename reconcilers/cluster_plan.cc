@@ -465,6 +465,12 @@ ClusterPlan Planner::Run() {
   }
   DecideMembers(spec);
   AdvancePrimaryChange(spec);  // may move the primary, which the labels below follow
+  // An instance is ready for the cluster only in the role the plan gives it (its own `ready`
+  // is relative to the spec it last accepted, which may be an older one).
+  for (auto& m : members_) {
+    InstanceRole want = m.name == primary_ ? InstanceRole::kPrimary : InstanceRole::kReplica;
+    if (m.ready && m.status->role != want) m.ready = false;
+  }
   ConvergeSecrets();
   ConvergeVolumesAndPods(spec);
   ConvergeServices(spec);
@@ -934,6 +940,18 @@ void Planner::DetectFailure(const PostgresClusterSpec& spec) {
     new_.primary_failing_since.clear();
     return;
   }
+  if (p && p->status && p->status->role == InstanceRole::kPrimary && p->status->fenced &&
+      !p->status->running && p->status->lease_remaining_ms == 0 && p->status->term == term_) {
+    // The primary fenced itself when its lease ran out (e.g. while this controller was away)
+    // and is back in reach: continue in the next term, so that no grant of the expired term
+    // (one that sat unread in its socket while it was frozen) can ever revive it.
+    ++term_;
+    Event(EventType::kNormal, "LeaseRenewedInNewTerm", "Lease",
+          "Primary " + primary_ + " fenced itself when its lease for term " +
+              std::to_string(term_ - 1) + " expired; it continues in term " +
+              std::to_string(term_) + ".");
+    return;
+  }
   PrimaryHealth health = AssessPrimary(ObservePrimary(p), spec.failover_delay_seconds);
   if (!health.failing) {
     new_.primary_failing_since.clear();
@@ -1037,8 +1055,8 @@ void Planner::AdvanceFailover(const PostgresClusterSpec& spec) {
       return;
     }
     if (*o_.old_lease_expires_in_ms > 0) {
-      phase_reason_ = "Waiting " + std::to_string(*o_.old_lease_expires_in_ms) +
-                      " ms until the lease of " + change_->from + " has certainly expired";
+      // No countdown in the text: a status write per poll would only slow the failover.
+      phase_reason_ = "Waiting until the lease of " + change_->from + " has certainly expired";
       RequeueWithin(std::chrono::milliseconds(*o_.old_lease_expires_in_ms));
       return;
     }
@@ -1401,6 +1419,13 @@ void Planner::Finish(const PostgresClusterSpec* spec) {
     plan_.requeue_after = kRequeueHealthy;
   } else {
     plan_.requeue_after = kRequeueBusy;
+  }
+  // A member that has an address but does not answer (e.g. a replaced primary that is frozen)
+  // is asked again every second, so that it is told its new role soon after it is back.
+  for (const auto& m : members_) {
+    if (m.pod && !m.status && !StringAt(*m.pod, {"status", "podIP"}).empty()) {
+      RequeueWithin(kRequeueBlocked);
+    }
   }
   if (requeue_hint_ && !refusal_) {
     plan_.requeue_after = std::clamp(*requeue_hint_, std::chrono::milliseconds(50),

@@ -119,6 +119,11 @@ int64_t LeaseDurationOf(const Json& cluster) {
 void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
   ObjectKey key = meta::Key(o.cluster);
   int64_t lease_duration = LeaseDurationOf(o.cluster);
+  PostgresClusterStatus status =
+      PostgresClusterStatus::FromJson(o.cluster.value("status", Json::object()));
+  const auto& change = status.primary_change;
+  bool failing_over = change && change->kind == PrimaryChangeKind::kFailover &&
+                      status.current_primary == change->from;
   Millis suspect_timeout = SuspectTimeout(lease_duration);
   // In parallel: one instance that does not answer must not delay seeing the others. One
   // whose lease renewal just went unanswered gets a short timeout (fast failure detection).
@@ -127,22 +132,22 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
     if (meta::IsBeingDeleted(pod)) continue;
     std::string name = meta::Name(pod);
     bool suspect = deps_.leases && deps_.leases->Unanswered(key, name);
-    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect, suspect_timeout] {
-                         return suspect ? deps_.instances.GetStatusWithin(pod, suspect_timeout)
+    // The primary being replaced is only asked so that it can be fenced if it is back: every
+    // poll of the failover waits for it, so it gets the shortest bound.
+    Millis timeout =
+        failing_over && name == change->from ? kReplacedPrimaryTimeout : suspect_timeout;
+    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect, timeout] {
+                         return suspect ? deps_.instances.GetStatusWithin(pod, timeout)
                                         : deps_.instances.GetStatus(pod);
                        }));
   }
   for (auto& [name, answer] : asked) o.instances.emplace(name, answer.get());
 
   if (!deps_.leases) return;
-  PostgresClusterStatus status =
-      PostgresClusterStatus::FromJson(o.cluster.value("status", Json::object()));
   for (const auto& [name, answer] : o.instances) {
     if (answer.ok() && answer->term > 0) deps_.leases->NoteTermAccepted(key, name, answer->term);
   }
-  const auto& change = status.primary_change;
-  if (change && change->kind == PrimaryChangeKind::kFailover &&
-      status.current_primary == change->from) {
+  if (failing_over) {
     o.old_lease_expires_in_ms = deps_.leases->OldLeaseExpiresInMs(
         key, change->from, std::max<int64_t>(status.term, 1), lease_duration);
   }

@@ -38,6 +38,8 @@ Result<std::string> RandomToken(size_t bytes = 32);
 // the lease (100 ms by default), at least 100 ms. A longer lease makes detection more tolerant
 // of a slow instance (and failover slower).
 Millis SuspectTimeout(int64_t lease_duration_ms);
+// ... and the primary a failover is replacing, while it has not answered its lease renewal.
+inline constexpr Millis kReplacedPrimaryTimeout{50};
 
 struct ClusterReconcilerDeps {
   ObjectReader& reader;  // cache of PostgresClusters, Pods, PVCs, Services, Secrets, PDBs

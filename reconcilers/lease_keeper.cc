@@ -133,13 +133,15 @@ void LeaseKeeper::Renew(const ObjectKey& cluster, const Target& target) {
   bool first_failure = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    unanswered_[{cluster, target.lease.pod}] = !answered;
-    // Only the first failure in a row wakes the cluster: the reconcile it triggers takes over
-    // (and polls fast while it replaces a primary); repeating it would only add load.
+    // Only the first failure in a row wakes the cluster (or the first that goes unanswered
+    // after refusals): the reconcile it triggers takes over, and polls fast while it replaces
+    // a primary; repeating it would only add load.
+    bool& was_unanswered = unanswered_[{cluster, target.lease.pod}];
     if (auto it = targets_.find(cluster); it != targets_.end()) {
-      first_failure = !reply.ok() && !it->second.failing;
+      first_failure = !reply.ok() && (!it->second.failing || (!answered && !was_unanswered));
       it->second.failing = !reply.ok();
     }
+    was_unanswered = !answered;
     Evidence& e = evidence_[key];
     e.duration_ms = std::max(e.duration_ms, grant.duration_ms);
     if (auto it = e.pending.find(sent); it != e.pending.end()) e.pending.erase(it);

@@ -231,6 +231,47 @@ TEST_F(LeaderLeaseTest, NoPeersMeansNoConfirmationRounds) {
   EXPECT_FALSE(lease_.BeginConfirmation().has_value());
 }
 
+TEST_F(LeaderLeaseTest, AfterAStallGrantsAreRefusedForOneDuration) {
+  lease_.SetSpec(LeasedPrimary());
+  GrantOk();
+  // Short gaps (scheduling noise) change nothing.
+  lease_.NoteTickGap(milliseconds(249));
+  GrantOk();
+  // A quarter of the duration: the process was frozen; a grant read now may be stale.
+  clock_.Advance(milliseconds(3000));
+  lease_.NoteTickGap(milliseconds(3000));
+  EXPECT_EQ(lease_.State(), LeaseState::kExpired);
+  auto stale = lease_.Grant(LeaseGrant{3, 1000});
+  ASSERT_FALSE(stale.ok());
+  EXPECT_EQ(stale.status().code(), Code::kUnavailable);
+  EXPECT_NE(stale.status().message().find("did not run for 3000 ms"), std::string::npos)
+      << stale.status().message();
+  EXPECT_EQ(lease_.State(), LeaseState::kExpired);
+  clock_.Advance(milliseconds(999));
+  EXPECT_FALSE(lease_.Grant(LeaseGrant{3, 1000}).ok());
+  clock_.Advance(milliseconds(1));
+  GrantOk();
+}
+
+TEST_F(LeaderLeaseTest, AStallDoesNotShortenTheLeaseHeld) {
+  lease_.SetSpec(LeasedPrimary());
+  GrantOk();
+  clock_.Advance(milliseconds(300));
+  lease_.NoteTickGap(milliseconds(300));
+  EXPECT_EQ(lease_.RemainingMs(), 700);
+  EXPECT_FALSE(lease_.Grant(LeaseGrant{3, 1000}).ok());
+  EXPECT_EQ(lease_.RemainingMs(), 700);
+}
+
+TEST_F(LeaderLeaseTest, StallsDoNotMatterWithoutALeaseToKeep) {
+  InstanceSpec replica = LeasedPrimary();
+  replica.role = InstanceRole::kReplica;
+  lease_.SetSpec(replica);
+  lease_.NoteTickGap(milliseconds(5000));
+  lease_.SetSpec(LeasedPrimary());  // promoted right after
+  GrantOk();
+}
+
 struct ConfirmCase {
   const char* name;
   std::optional<InstanceSpec> spec;

@@ -710,6 +710,8 @@ TEST(ClusterPlan, FailoverRevokesWaitsForTheOldLeaseThenPromotesTheMostAdvancedR
   EXPECT_TRUE(HasEvent(done.events, "FailoverCompleted"));
   w.Apply(done);
 
+  EXPECT_LE(done.requeue_after, std::chrono::seconds(1)) << "db-1 is asked again soon";
+
   // 5. The old primary comes back and rejoins as a replica of db-3 in term 2.
   w.unreachable_.clear();
   w.Converge();
@@ -895,6 +897,36 @@ TEST(ClusterPlan, FailoverResumesFromThePublishedStatusAtEveryStep) {
     EXPECT_EQ(plan.status->current_primary, "db-1");
     EXPECT_EQ(plan.status->primary_change->to, "db-3");
   }
+}
+
+// A primary that fenced itself when its lease expired continues in the next term: a stale
+// grant of the expired term can then never revive it.
+TEST(ClusterPlan, PrimaryFencedByAnExpiredLeaseContinuesInTheNextTerm) {
+  World w(Spec(3));
+  w.Converge();
+  ClusterObservation o = w.Observe();
+  InstanceStatus& p = o.instances.at("db-1").value();
+  p.fenced = true;
+  p.running = false;
+  p.ready = false;
+  p.lease_remaining_ms = 0;
+  p.term = 1;
+  ClusterPlan plan = PlanCluster(o);
+  EXPECT_TRUE(HasEvent(plan.events, "LeaseRenewedInNewTerm"));
+  EXPECT_FALSE(HasEvent(plan.events, "FailoverStarted"));
+  ASSERT_TRUE(plan.status.has_value());
+  EXPECT_EQ(plan.status->term, 2);
+  EXPECT_EQ(plan.status->current_primary, "db-1");
+  auto puts = PutsByPod(plan);
+  EXPECT_EQ(puts["db-1"].term, 2);
+  EXPECT_EQ(puts["db-1"].role, InstanceRole::kPrimary);
+  EXPECT_EQ(puts["db-2"].term, 2);
+  ASSERT_TRUE(plan.lease.has_value());
+  EXPECT_EQ(plan.lease->term, 2);
+
+  // Still holding a lease, or fenced by a switchover: nothing of the sort.
+  p.lease_remaining_ms = 300;
+  EXPECT_FALSE(HasEvent(PlanCluster(o).events, "LeaseRenewedInNewTerm"));
 }
 
 TEST(ClusterPlan, UserSwitchoverRequestsAreValidated) {
