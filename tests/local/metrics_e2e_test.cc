@@ -298,7 +298,7 @@ TEST_F(MetricsE2e, PrometheusScrapesInstancesAndControllerAndTheStatusCarriesThe
   // The controllers' own series, from the petrel local process.
   EXPECT_TRUE(Eventually(
       "count(sum by (controller) (controller_runtime_reconcile_total{job=\"petrel-controller\"}) "
-      "> 0) > 0",
+      "> 0) > bool 0",
       1));
 
   // The cluster's status: every instance's checks, and the ChecksPassing condition agreeing
