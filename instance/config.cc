@@ -62,10 +62,6 @@ std::map<std::string, std::string> DesiredParameters(const InstanceSpec& spec,
       // (CloudNativePG's default too).
       {"wal_keep_size", "512MB"},
       {"logging_collector", "off"},
-      // After its primary fails, a standby retries for WAL every 5 s by default: after a
-      // failover that is how long the surviving replicas (and, in synchronous mode, every
-      // write) wait before streaming from the new primary.
-      {"wal_retrieve_retry_interval", "250ms"},
   };
   for (const auto& [k, v] : MemoryDefaults(spec.memory_limit_bytes)) p[k] = v;
   for (const auto& [k, v] : spec.parameters) p[k] = v;

@@ -175,6 +175,15 @@ TEST_F(LocalSnapshotE2e, ClusterSnapshotsRestoreANewClusterAndRetentionPrunesThe
   const fs::path first_copy = state_ / "snapshots" / "default" / first_name;
   EXPECT_TRUE(fs::exists(first_copy / "snapshot.json"));
 
+  // Listed by the plugin command in local mode (through petrel local's Kubernetes-style API).
+  auto list = Petrel({"snapshots", "list", "src", "--state-dir", state_.string(), "-o", "json"},
+                     "list.log");
+  ASSERT_NE(list, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return list->Poll().has_value(); }, std::chrono::seconds(30)));
+  const std::string listed = Log("list.log");
+  EXPECT_NE(listed.find(first_name), std::string::npos) << listed;
+  EXPECT_NE(listed.find(meta::Label(first, "petrel.dev/instance")), std::string::npos) << listed;
+
   ASSERT_EQ(SourceQuery("insert into t values (4), (5) returning 1"), "1");
 
   // A new cluster from the first snapshot.
