@@ -1,6 +1,7 @@
 // Test support for end-to-end tests of `petrel instance` as a process (PETREL_BINARY)
 // against real PostgreSQL 15: one InstanceProcess per instance, each with its own loopback
-// address, ports and volume under a TempDir.
+// address, ports and volume under a TempDir. InstanceOptions covers what differs between
+// tests (cluster name, passwords, a metrics port of its own).
 //
 // Thread-safety: an InstanceProcess is driven by one test thread; Call() (HTTP) is safe from
 // any thread.
@@ -20,6 +21,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -39,6 +41,22 @@ using std::chrono::seconds;
 constexpr const char* kSuperPassword = "e2e-super-pw";
 constexpr const char* kReplPassword = "e2e-repl-pw";
 constexpr const char* kToken = "e2e-token-0123456789";
+
+// The cluster's secrets an instance is started with.
+struct Passwords {
+  std::string superuser;
+  std::string replication;
+};
+
+// Whether an instance also serves GET /metrics on a port of its own (--metrics-port).
+enum class MetricsPort { kApiOnly, kOwn };
+
+// How an InstanceProcess is started beyond its name, address and volume.
+struct InstanceOptions {
+  std::string cluster = "e2e";
+  Passwords passwords{kSuperPassword, kReplPassword};
+  MetricsPort metrics_port = MetricsPort::kApiOnly;
+};
 
 inline std::string Binary() {
   const char* b = std::getenv("PETREL_BINARY");
@@ -72,12 +90,13 @@ inline uint16_t FreePort(const std::string& address) {
   return ntohs(sa.sin_port);
 }
 
-// A temporary directory the postgres user can traverse (0755), removed at the end.
+// A temporary directory the postgres user can traverse (0755), removed at the end unless
+// PETREL_KEEP_TMP is set. `prefix` names it under /tmp, so a kept one says which test left it.
 class TempDir {
  public:
-  TempDir() {
-    char tmpl[] = "/tmp/petrel-e2e-XXXXXX";
-    path_ = mkdtemp(tmpl);
+  explicit TempDir(const std::string& prefix = "petrel-e2e") {
+    std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+    path_ = mkdtemp(tmpl.data());
     chmod(path_.c_str(), 0755);
   }
   ~TempDir() {
@@ -94,8 +113,9 @@ class TempDir {
 // One `petrel instance` process with its own loopback address, ports and volume.
 class InstanceProcess {
  public:
-  InstanceProcess(std::string name, std::string address, const std::string& dir)
-      : name_(std::move(name)), address_(std::move(address)) {
+  InstanceProcess(std::string name, std::string address, const std::string& dir,
+                  InstanceOptions options = {})
+      : name_(std::move(name)), address_(std::move(address)), options_(std::move(options)) {
     volume_ = dir + "/" + name_;
     fs::create_directories(volume_);
     chmod(volume_.c_str(), 0755);
@@ -103,6 +123,7 @@ class InstanceProcess {
     log_ = dir + "/" + name_ + ".log";
     pg_port_ = FreePort(address_);
     api_port_ = FreePort(address_);
+    if (options_.metrics_port == MetricsPort::kOwn) metrics_port_ = FreePort(address_);
   }
   ~InstanceProcess() {
     if (proc_.running()) {
@@ -112,13 +133,15 @@ class InstanceProcess {
 
   void Start() {
     std::ostringstream cmd;
-    cmd << "exec '" << Binary() << "' instance --name " << name_ << " --cluster e2e --pgdata "
-        << pgdata_ << " --listen-address " << address_ << " --port " << pg_port_ << " --api-port "
-        << api_port_ << " >>" << log_ << " 2>&1";
+    cmd << "exec '" << Binary() << "' instance --name " << name_ << " --cluster "
+        << options_.cluster << " --pgdata " << pgdata_ << " --listen-address " << address_
+        << " --port " << pg_port_ << " --api-port " << api_port_;
+    if (metrics_port_ != 0) cmd << " --metrics-port " << metrics_port_;
+    cmd << " >>" << log_ << " 2>&1";
     Command c;
     c.argv = {"/bin/sh", "-c", cmd.str()};
-    c.env = {"PATH=/usr/bin:/bin", std::string("PETREL_SUPERUSER_PASSWORD=") + kSuperPassword,
-             std::string("PETREL_REPLICATION_PASSWORD=") + kReplPassword,
+    c.env = {"PATH=/usr/bin:/bin", "PETREL_SUPERUSER_PASSWORD=" + options_.passwords.superuser,
+             "PETREL_REPLICATION_PASSWORD=" + options_.passwords.replication,
              std::string("PETREL_API_TOKEN=") + kToken};
     ASSERT_TRUE(proc_.Start(c).ok());
     ASSERT_TRUE(WaitFor([&] { return Call("GET", "/healthz").status == 200; }, seconds(20)))
@@ -138,26 +161,40 @@ class InstanceProcess {
     return -1;
   }
 
+  // A call to the API port; "" as `token` sends no authorization header.
   HttpResponse Call(const std::string& method, const std::string& path,
-                    const std::string& body = "", const std::string& token = kToken) {
-    HttpCallOptions opts;
-    opts.timeout = std::chrono::milliseconds(5000);
-    if (!token.empty()) opts.headers["authorization"] = "Bearer " + token;
-    auto r =
-        HttpCall(method, "http://" + address_ + ":" + std::to_string(api_port_) + path, body, opts);
-    if (!r.ok()) return HttpResponse{599, "", {}, r.status().ToString()};
-    return *r;
+                    const std::string& body = "", const std::string& token = kToken,
+                    seconds timeout = seconds(5)) {
+    return CallPort(api_port_, method, path, body, token, timeout);
   }
 
   HttpResponse PutSpec(const InstanceSpec& spec) {
     return Call("PUT", "/spec", spec.ToJson().dump());
   }
 
+  // POST /snapshot into `dir` (a copy takes a while, hence the longer timeout).
+  HttpResponse Snapshot(const std::string& dir) {
+    return Call("POST", "/snapshot", Json{{"dir", dir}}.dump(), kToken, seconds(120));
+  }
+
+  // GET /metrics without a token, from the metrics port (MetricsPort::kOwn only).
+  std::string Metrics() { return CallPort(metrics_port_, "GET", "/metrics", "", "").body; }
+  // GET /metrics without a token, from the API port.
+  std::string ApiMetrics() { return Call("GET", "/metrics", "", "").body; }
+
   InstanceStatus Status() {
     HttpResponse r = Call("GET", "/status");
     if (r.status != 200) return InstanceStatus();
     auto s = InstanceStatus::FromJson(Json::parse(r.body, nullptr, false));
     return s.ok() ? *s : InstanceStatus();
+  }
+
+  // The health check called `name` in the status, if it reports one.
+  std::optional<HealthCheck> Check(const std::string& name) {
+    for (const HealthCheck& c : Status().checks) {
+      if (c.name == name) return c;
+    }
+    return std::nullopt;
   }
 
   bool WaitReady(InstanceRole role, int64_t generation, seconds timeout = seconds(90)) {
@@ -170,13 +207,17 @@ class InstanceProcess {
         timeout);
   }
 
-  Result<PgConn> Sql() {
+  // A connection to database postgres as `user` with `password`.
+  Result<PgConn> Connect(const std::string& user, const std::string& password) {
     return PgConn::Connect(ConnInfo({{"host", address_},
                                      {"port", std::to_string(pg_port_)},
-                                     {"user", "postgres"},
+                                     {"user", user},
                                      {"dbname", "postgres"}}),
-                           kSuperPassword);
+                           password);
   }
+
+  // A connection as the superuser with the instance's own password.
+  Result<PgConn> Sql() { return Connect("postgres", options_.passwords.superuser); }
 
   // Runs a query and returns the first column of the first row ("" on error).
   std::string Query(const std::string& sql) {
@@ -215,6 +256,8 @@ class InstanceProcess {
   }
 
   Endpoint endpoint() const { return Endpoint{address_, pg_port_}; }
+  // "address:port" of postgres, as the checks report it.
+  std::string pg_address() const { return address_ + ":" + std::to_string(pg_port_); }
   Peer peer() const { return Peer{name_, address_, api_port_}; }
   // The `petrel instance` process; it leads its own process group.
   pid_t pid() const { return proc_.pid(); }
@@ -222,9 +265,35 @@ class InstanceProcess {
   const std::string& pgdata() const { return pgdata_; }
 
  private:
+  HttpResponse CallPort(uint16_t port, const std::string& method, const std::string& path,
+                        const std::string& body, const std::string& token,
+                        seconds timeout = seconds(5)) {
+    HttpCallOptions opts;
+    opts.timeout = timeout;
+    if (!token.empty()) opts.headers["authorization"] = "Bearer " + token;
+    auto r = HttpCall(method, "http://" + address_ + ":" + std::to_string(port) + path, body, opts);
+    if (!r.ok()) return HttpResponse{599, "", {}, r.status().ToString()};
+    return *r;
+  }
+
   std::string name_, address_, volume_, pgdata_, log_;
-  uint16_t pg_port_ = 0, api_port_ = 0;
+  InstanceOptions options_;
+  uint16_t pg_port_ = 0, api_port_ = 0, metrics_port_ = 0;  // metrics: 0 = none of its own
   ChildProcess proc_;
+};
+
+// A fixture for tests of InstanceProcesses: skips when PETREL_BINARY is not set or
+// PostgreSQL 15 is not installed, and gives each test its own TempDir.
+class InstanceProcessTest : public testing::Test {
+ protected:
+  explicit InstanceProcessTest(const std::string& tmp_prefix = "petrel-e2e") : dir_(tmp_prefix) {}
+  void SetUp() override {
+    if (Binary().empty()) GTEST_SKIP() << "PETREL_BINARY is not set";
+    if (access("/usr/lib/postgresql/15/bin/postgres", X_OK) != 0) {
+      GTEST_SKIP() << "PostgreSQL 15 is not installed";
+    }
+  }
+  TempDir dir_;
 };
 
 // Distinct 127.x.y.z addresses per test run, so concurrent runs and a local Postgres on

@@ -70,16 +70,7 @@ bool FencedByLease(InstanceProcess& instance, int64_t term) {
          s.lease_remaining_ms == 0 && s.message.find("lease") != std::string::npos;
 }
 
-class LeaseE2eTest : public testing::Test {
- protected:
-  void SetUp() override {
-    if (Binary().empty()) GTEST_SKIP() << "PETREL_BINARY is not set";
-    if (access("/usr/lib/postgresql/15/bin/postgres", X_OK) != 0) {
-      GTEST_SKIP() << "PostgreSQL 15 is not installed";
-    }
-  }
-  TempDir dir_;
-};
+class LeaseE2eTest : public InstanceProcessTest {};
 
 TEST_F(LeaseE2eTest, ThePrimaryRunsOnlyWhileItHoldsALease) {
   InstanceProcess a("db-1", LoopbackAddress(11), dir_.path());

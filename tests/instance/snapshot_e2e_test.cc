@@ -2,222 +2,32 @@
 // and real PostgreSQL 15: POST /snapshot of a streaming replica, a new cluster restored from
 // that copy (bootstrap snapshot) and re-keyed with its own passwords, and the refusal of
 // another cluster's data. Runs as root in CI, so postgres runs as the postgres user.
-#include <arpa/inet.h>
 #include <gtest/gtest.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <chrono>
-#include <cstdlib>
-#include <filesystem>
-#include <fstream>
-#include <functional>
-#include <random>
-#include <sstream>
-#include <thread>
-
-#include "api/instance.h"
-#include "instance/process.h"
-#include "net/http.h"
-#include "pg/conn.h"
+#include "tests/instance/instance_process.h"
 
 namespace petrel {
+namespace e2e {
 namespace {
 
-namespace fs = std::filesystem;
-using std::chrono::seconds;
-
-constexpr const char* kToken = "snapshot-e2e-token-0123456789";
-
-struct Passwords {
-  std::string superuser;
-  std::string replication;
-};
 const Passwords kSourcePasswords{"source-super-pw", "source-repl-pw"};
 const Passwords kRestoredPasswords{"restored-super-pw", "restored-repl-pw"};
 
-std::string Binary() {
-  const char* b = std::getenv("PETREL_BINARY");
-  return b ? b : "";
+// An instance of the source or the restored cluster, with that cluster's passwords.
+InstanceOptions WithPasswords(const Passwords& passwords) {
+  InstanceOptions options;
+  options.passwords = passwords;
+  return options;
 }
 
-bool WaitFor(const std::function<bool()>& pred, seconds timeout) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  return pred();
-}
-
-uint16_t FreePort(const std::string& address) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in sa = {};
-  sa.sin_family = AF_INET;
-  inet_pton(AF_INET, address.c_str(), &sa.sin_addr);
-  sa.sin_port = 0;
-  if (bind(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)) != 0) {
-    close(fd);
-    return 0;
-  }
-  socklen_t len = sizeof(sa);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&sa), &len);
-  close(fd);
-  return ntohs(sa.sin_port);
-}
-
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/petrel-snap-e2e-XXXXXX";
-    path_ = mkdtemp(tmpl);
-    chmod(path_.c_str(), 0755);
-  }
-  ~TempDir() {
-    if (std::getenv("PETREL_KEEP_TMP")) return;
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-
- private:
-  std::string path_;
-};
-
-std::string LoopbackAddress(int host) {
-  static const int subnet = [] {
-    std::random_device rd;
-    return 100 + static_cast<int>(rd() % 150);
-  }();
-  static const int net = [] {
-    std::random_device rd;
-    return 1 + static_cast<int>(rd() % 250);
-  }();
-  return "127." + std::to_string(subnet) + "." + std::to_string(net) + "." + std::to_string(host);
-}
-
-// One `petrel instance` process with its own address, ports, volume and passwords.
-class InstanceProcess {
- public:
-  InstanceProcess(std::string name, std::string address, const std::string& dir,
-                  Passwords passwords)
-      : name_(std::move(name)), address_(std::move(address)), passwords_(std::move(passwords)) {
-    volume_ = dir + "/" + name_;
-    fs::create_directories(volume_);
-    chmod(volume_.c_str(), 0755);
-    pgdata_ = volume_ + "/pgdata";
-    log_ = dir + "/" + name_ + ".log";
-    pg_port_ = FreePort(address_);
-    api_port_ = FreePort(address_);
-  }
-  ~InstanceProcess() {
-    if (proc_.running()) proc_.SignalAndWait(SIGTERM, seconds(60));
-  }
-
-  void Start() {
-    std::ostringstream cmd;
-    cmd << "exec '" << Binary() << "' instance --name " << name_ << " --cluster e2e --pgdata "
-        << pgdata_ << " --listen-address " << address_ << " --port " << pg_port_ << " --api-port "
-        << api_port_ << " >>" << log_ << " 2>&1";
-    Command c;
-    c.argv = {"/bin/sh", "-c", cmd.str()};
-    c.env = {"PATH=/usr/bin:/bin", "PETREL_SUPERUSER_PASSWORD=" + passwords_.superuser,
-             "PETREL_REPLICATION_PASSWORD=" + passwords_.replication,
-             std::string("PETREL_API_TOKEN=") + kToken};
-    ASSERT_TRUE(proc_.Start(c).ok());
-    ASSERT_TRUE(WaitFor([&] { return Call("GET", "/healthz").status == 200; }, seconds(20)))
-        << Log();
-  }
-
-  HttpResponse Call(const std::string& method, const std::string& path,
-                    const std::string& body = "", seconds timeout = seconds(5)) {
-    HttpCallOptions opts;
-    opts.timeout = timeout;
-    opts.headers["authorization"] = std::string("Bearer ") + kToken;
-    auto r =
-        HttpCall(method, "http://" + address_ + ":" + std::to_string(api_port_) + path, body, opts);
-    if (!r.ok()) return HttpResponse{599, "", {}, r.status().ToString()};
-    return *r;
-  }
-
-  HttpResponse PutSpec(const InstanceSpec& spec) {
-    return Call("PUT", "/spec", spec.ToJson().dump());
-  }
-
-  HttpResponse Snapshot(const std::string& dir) {
-    return Call("POST", "/snapshot", Json{{"dir", dir}}.dump(), seconds(120));
-  }
-
-  InstanceStatus Status() {
-    HttpResponse r = Call("GET", "/status");
-    if (r.status != 200) return InstanceStatus();
-    auto s = InstanceStatus::FromJson(Json::parse(r.body, nullptr, false));
-    return s.ok() ? *s : InstanceStatus();
-  }
-
-  bool WaitReady(InstanceRole role, int64_t generation, seconds timeout = seconds(90)) {
-    return WaitFor(
-        [&] {
-          InstanceStatus s = Status();
-          return s.ready && s.role == role && s.spec_generation >= generation &&
-                 (role == InstanceRole::kPrimary || s.streaming);
-        },
-        timeout);
-  }
-
-  Result<PgConn> Connect(const std::string& user, const std::string& password) {
-    PgConnectOptions opts;
-    opts.connect_timeout = seconds(5);
-    return PgConn::Connect(ConnInfo({{"host", address_},
-                                     {"port", std::to_string(pg_port_)},
-                                     {"user", user},
-                                     {"dbname", "postgres"}}),
-                           password, opts);
-  }
-
-  std::string Query(const std::string& sql) {
-    auto c = Connect("postgres", passwords_.superuser);
-    if (!c.ok()) return "";
-    auto r = c->Exec(sql);
-    return r.ok() ? r->GetOr(0, 0) : "";
-  }
-
-  std::string Log() const {
-    std::ifstream in(log_);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    std::string s = ss.str();
-    return s.size() > 6000 ? s.substr(s.size() - 6000) : s;
-  }
-
-  Endpoint endpoint() const { return Endpoint{address_, pg_port_}; }
-  const std::string& pgdata() const { return pgdata_; }
-
- private:
-  std::string name_, address_, volume_, pgdata_, log_;
-  Passwords passwords_;
-  uint16_t pg_port_ = 0, api_port_ = 0;
-  ChildProcess proc_;
-};
-
-class SnapshotE2eTest : public testing::Test {
+class SnapshotE2eTest : public InstanceProcessTest {
  protected:
-  void SetUp() override {
-    if (Binary().empty()) GTEST_SKIP() << "PETREL_BINARY is not set";
-    if (access("/usr/lib/postgresql/15/bin/postgres", X_OK) != 0) {
-      GTEST_SKIP() << "PostgreSQL 15 is not installed";
-    }
-  }
-  TempDir dir_;
+  SnapshotE2eTest() : InstanceProcessTest("petrel-snap-e2e") {}
 };
 
 TEST_F(SnapshotE2eTest, SnapshotOfAReplicaRestoresAsARekeyedNewCluster) {
-  InstanceProcess a("src-1", LoopbackAddress(1), dir_.path(), kSourcePasswords);
-  InstanceProcess b("src-2", LoopbackAddress(2), dir_.path(), kSourcePasswords);
+  InstanceProcess a("src-1", LoopbackAddress(1), dir_.path(), WithPasswords(kSourcePasswords));
+  InstanceProcess b("src-2", LoopbackAddress(2), dir_.path(), WithPasswords(kSourcePasswords));
   a.Start();
   b.Start();
 
@@ -273,7 +83,7 @@ TEST_F(SnapshotE2eTest, SnapshotOfAReplicaRestoresAsARekeyedNewCluster) {
   ASSERT_FALSE(a.Query("INSERT INTO t VALUES (4), (5) RETURNING 1").empty());
 
   // A new cluster restored from the snapshot, with its own passwords.
-  InstanceProcess r("new-1", LoopbackAddress(3), dir_.path(), kRestoredPasswords);
+  InstanceProcess r("new-1", LoopbackAddress(3), dir_.path(), WithPasswords(kRestoredPasswords));
   r.Start();
   InstanceSpec pr;
   pr.generation = 1;
@@ -304,7 +114,7 @@ TEST_F(SnapshotE2eTest, SnapshotOfAReplicaRestoresAsARekeyedNewCluster) {
   EXPECT_EQ(a.Query("SELECT active FROM pg_replication_slots WHERE slot_name = 'src_2'"), "t");
 
   // A replica of the restored cluster clones with the restored replication password.
-  InstanceProcess r2("new-2", LoopbackAddress(4), dir_.path(), kRestoredPasswords);
+  InstanceProcess r2("new-2", LoopbackAddress(4), dir_.path(), WithPasswords(kRestoredPasswords));
   r2.Start();
   InstanceSpec pr2;
   pr2.generation = 1;
@@ -335,4 +145,5 @@ TEST_F(SnapshotE2eTest, SnapshotOfAReplicaRestoresAsARekeyedNewCluster) {
 }
 
 }  // namespace
+}  // namespace e2e
 }  // namespace petrel
