@@ -973,12 +973,14 @@ TEST(ClusterPlan, SynchronousModeShowsWhatHappensWithoutStandbys) {
     spec["postgresql"]["synchronous"] = {{"number", 1}, {"dataDurability", durability}};
     World w(spec);
     w.Converge();
-    const Condition* c = w.Status().FindCondition("SynchronousReplication");
+    PostgresClusterStatus status = w.Status();  // FindCondition points into it
+    const Condition* c = status.FindCondition("SynchronousReplication");
     ASSERT_NE(c, nullptr) << durability;
     EXPECT_EQ(c->status, "True");
     w.instances_["db-2"].streaming = false;
     w.Converge();
-    c = w.Status().FindCondition("SynchronousReplication");
+    status = w.Status();
+    c = status.FindCondition("SynchronousReplication");
     ASSERT_NE(c, nullptr);
     EXPECT_EQ(c->status, "False");
     if (durability == "required") {
