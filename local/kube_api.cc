@@ -3,7 +3,6 @@
 #include <sys/stat.h>
 
 #include <algorithm>
-#include <array>
 #include <cstdlib>
 #include <fstream>
 #include <map>
@@ -20,27 +19,6 @@ namespace petrel {
 namespace {
 
 namespace fs = std::filesystem;
-
-const std::array<const ResourceType*, 14>& AllTypes() {
-  static const std::array<const ResourceType*, 14> types = {
-      &resources::kPod,        &resources::kPersistentVolumeClaim,
-      &resources::kService,    &resources::kEndpoints,
-      &resources::kSecret,     &resources::kConfigMap,
-      &resources::kNamespace,  &resources::kEvent,
-      &resources::kLease,      &resources::kPodDisruptionBudget,
-      &resources::kCustomResourceDefinition,
-      &resources::kPostgresCluster, &resources::kPostgresAttachment,
-      &resources::kVolumeSnapshot};
-  return types;
-}
-
-std::vector<const ResourceType*> ServedTypes() {
-  std::vector<const ResourceType*> out;
-  for (const ResourceType* t : AllTypes()) {
-    if (LocalStoreServedType(*t) != nullptr) out.push_back(t);
-  }
-  return out;
-}
 
 // Kinds with a status subresource in Kubernetes (as the store implements it).
 bool HasStatus(const ResourceType& type) {
@@ -173,7 +151,7 @@ Result<ApiPath> ParsePath(const std::string& path) {
     if (r.size() > 3) return NotFoundError("the server could not find the requested resource " + path);
   }
   bool known_version = false;
-  for (const ResourceType* t : ServedTypes()) {
+  for (const ResourceType* t : LocalStoreServedTypes()) {
     if (t->group != p.group || t->version != p.version) continue;
     known_version = true;
     if (t->resource == resource) p.type = t;
@@ -195,7 +173,7 @@ Result<ApiPath> ParsePath(const std::string& path) {
 Json ApiResourceList(const std::string& group, const std::string& version) {
   Json list = Json::array();
   const Json verbs = {"create", "delete", "get", "list", "patch", "update", "watch"};
-  for (const ResourceType* t : ServedTypes()) {
+  for (const ResourceType* t : LocalStoreServedTypes()) {
     if (t->group != group || t->version != version) continue;
     Json r = {{"name", t->resource},
               {"singularName", Lower(t->kind)},
@@ -232,7 +210,7 @@ Json ApiResourceList(const std::string& group, const std::string& version) {
 
 Json ApiGroupList() {
   std::map<std::string, std::set<std::string>> groups;
-  for (const ResourceType* t : ServedTypes()) {
+  for (const ResourceType* t : LocalStoreServedTypes()) {
     if (!t->group.empty()) groups[t->group].insert(t->version);
   }
   Json list = Json::array();

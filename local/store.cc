@@ -24,8 +24,8 @@ namespace fs = std::filesystem;
 // ---------------------------------------------------------------------------------------------
 // Served types and small helpers
 
-const ResourceType* LocalStoreServedType(const ResourceType& type) {
-  static const std::array<const ResourceType*, 14> served = {
+const std::vector<const ResourceType*>& LocalStoreServedTypes() {
+  static const std::vector<const ResourceType*> served = {
       &resources::kPod,        &resources::kPersistentVolumeClaim,
       &resources::kService,    &resources::kEndpoints,
       &resources::kSecret,     &resources::kConfigMap,
@@ -34,7 +34,11 @@ const ResourceType* LocalStoreServedType(const ResourceType& type) {
       &resources::kCustomResourceDefinition,
       &resources::kPostgresCluster, &resources::kPostgresAttachment,
       &resources::kVolumeSnapshot};
-  for (const ResourceType* t : served) {
+  return served;
+}
+
+const ResourceType* LocalStoreServedType(const ResourceType& type) {
+  for (const ResourceType* t : LocalStoreServedTypes()) {
     if (t->group == type.group && t->version == type.version && t->resource == type.resource) {
       return t;
     }
@@ -45,16 +49,7 @@ const ResourceType* LocalStoreServedType(const ResourceType& type) {
 namespace {
 
 const ResourceType* ServedByGroupResource(const std::string& group_resource) {
-  static const std::array<const ResourceType*, 14> served = {
-      &resources::kPod,        &resources::kPersistentVolumeClaim,
-      &resources::kService,    &resources::kEndpoints,
-      &resources::kSecret,     &resources::kConfigMap,
-      &resources::kNamespace,  &resources::kEvent,
-      &resources::kLease,      &resources::kPodDisruptionBudget,
-      &resources::kCustomResourceDefinition,
-      &resources::kPostgresCluster, &resources::kPostgresAttachment,
-      &resources::kVolumeSnapshot};
-  for (const ResourceType* t : served) {
+  for (const ResourceType* t : LocalStoreServedTypes()) {
     if (t->GroupResource() == group_resource) return t;
   }
   return nullptr;

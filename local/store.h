@@ -169,7 +169,9 @@ class LocalStore : public KubeClient {
   std::vector<std::weak_ptr<WatchState>> watches_;  // guarded by mu_
 };
 
-// The resource types the LocalStore serves; nullptr for any other.
+// The resource types the LocalStore serves.
+const std::vector<const ResourceType*>& LocalStoreServedTypes();
+// The served type equal to `type`; nullptr for any other.
 const ResourceType* LocalStoreServedType(const ResourceType& type);
 
 }  // namespace petrel
