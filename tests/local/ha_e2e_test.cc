@@ -174,6 +174,14 @@ class HaE2e : public ::testing::Test {
     return rows.ok() && rows->GetOr(0, 0) == "streaming" && rows->GetOr(0, 1) == p->pod_ip;
   }
 
+  // Every instance but `primary` streams from it.
+  static void ExpectReplicasStreamFrom(HaCluster& cluster, const std::string& primary) {
+    for (const InstanceView& i : cluster.Instances()) {
+      if (i.name == primary) continue;
+      EXPECT_TRUE(StreamsFrom(cluster, i.name, primary)) << i.name;
+    }
+  }
+
   // An Event with `reason` whose note names every one of `names`.
   static ::testing::AssertionResult EventTells(HaCluster& cluster, const std::string& reason,
                                                const std::vector<std::string>& names) {
@@ -317,11 +325,7 @@ TEST_F(HaE2e, CrashOfThePrimaryEndsWithOneWritablePrimaryAndItsReplicatedRows) {
   auto kept = Sql(*now_leader, "SELECT v FROM crash_kept");
   ASSERT_TRUE(kept.ok()) << kept.status().ToString();
   EXPECT_EQ(kept->GetOr(0, 0), "before the crash");
-  for (const InstanceView& i : cluster.Instances()) {
-    if (i.name != primary) {
-      EXPECT_TRUE(StreamsFrom(cluster, i.name, primary)) << i.name;
-    }
-  }
+  ExpectReplicasStreamFrom(cluster, primary);
   EXPECT_EQ(sampler.Violation(), "");
 }
 
@@ -454,11 +458,7 @@ TEST_F(HaE2e, ControllerKilledMidFailoverResumesToOneWritablePrimary) {
   sampler.Stop();
 
   EXPECT_EQ(cluster.WritablePrimaries(), std::vector<std::string>{new_primary});
-  for (const InstanceView& i : cluster.Instances()) {
-    if (i.name != new_primary) {
-      EXPECT_TRUE(StreamsFrom(cluster, i.name, new_primary)) << i.name;
-    }
-  }
+  ExpectReplicasStreamFrom(cluster, new_primary);
   EXPECT_EQ(sampler.Violation(), "");
 }
 
