@@ -109,6 +109,7 @@ HttpResponse InstanceApi::Status(const HttpRequest& req) const {
   if (req.method != "GET") return MethodNotAllowed(req, "GET");
   InstanceStatus s = manager_.GetStatus();
   if (monitor_) monitor_->Annotate(&s);
+  if (positions_) positions_->Refresh(&s);
   return MakeJson(200, s.ToJson());
 }
 

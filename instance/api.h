@@ -11,6 +11,7 @@
 #include <string>
 
 #include "instance/leadership.h"
+#include "instance/live_positions.h"
 #include "instance/manager.h"
 #include "instance/monitor.h"
 #include "net/http.h"
@@ -26,6 +27,9 @@ class InstanceApi {
   // Adds the monitor's checks and standbys to /status and serves its /metrics (without one,
   // /metrics is 503). Call before Register.
   void SetMonitor(const InstanceMonitor* monitor) { monitor_ = monitor; }
+  // Reads a replica's WAL positions live for /status (without it, /status shows the converge
+  // loop's last look). Call before Register.
+  void SetLivePositions(LivePositions* positions) { positions_ = positions; }
 
   HttpResponse Healthz(const HttpRequest& req) const;
   HttpResponse Readyz(const HttpRequest& req) const;
@@ -44,6 +48,7 @@ class InstanceApi {
   InstanceManager& manager_;
   std::string token_;
   const InstanceMonitor* monitor_ = nullptr;
+  LivePositions* positions_ = nullptr;
 };
 
 // GET /metrics from the monitor's last round, for the API and the metrics port alike.

@@ -119,8 +119,10 @@ int RunInstance(InstanceOptions o) {
       monitor_options,
       {[&manager] { return manager.CurrentSpec(); }, [&manager] { return manager.GetStatus(); }},
       Clock::Real());
+  LivePositions positions({manager.socket_dir(), o.port});
   InstanceApi api(manager, o.api_token);
   api.SetMonitor(&monitor);
+  api.SetLivePositions(&positions);
   api.Register(**server);
   std::unique_ptr<HttpServer> metrics_server;
   if (o.metrics_port != 0) {

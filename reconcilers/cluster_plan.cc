@@ -382,6 +382,7 @@ class Planner {
   void StartFailover(const PostgresClusterSpec& spec, const std::string& reason);
   void AdvanceFailover(const PostgresClusterSpec& spec);
   FailoverChoice ChooseCandidate(const PostgresClusterSpec& spec) const;
+  bool ConfirmCandidate(const PostgresClusterSpec& spec);
   PrimaryObservation ObservePrimary(const Member* p) const;
   std::optional<uint64_t> LastKnownLsn(const std::string& name) const;
   bool AwaitingOldLease() const {
@@ -1088,6 +1089,42 @@ FailoverChoice Planner::ChooseCandidate(const PostgresClusterSpec& spec) const {
   return ChooseFailoverCandidate(primary_, candidates, rules);
 }
 
+// Right before the promotion the old primary can no longer commit, so the positions the
+// replicas report now are final. The candidate was chosen on positions read earlier: a replica
+// that is now further ahead holds writes the candidate may lack (in synchronous mode, writes
+// acknowledged to clients) and is promoted instead. False while nobody may be promoted.
+bool Planner::ConfirmCandidate(const PostgresClusterSpec& spec) {
+  FailoverChoice best = ChooseCandidate(spec);
+  if (best.name.empty()) {
+    // Asynchronous rules only ever refuse for lag, which the earlier choice already accepted.
+    if (!spec.postgresql.synchronous) return true;
+    failover_blocked_ = "Failover from " + change_->from + " to " + change_->to +
+                        " waits before the promotion: " + best.refusal + ".";
+    if (old_.phase_reason != *failover_blocked_) {
+      Event(EventType::kWarning, "FailoverBlocked", "Failover", *failover_blocked_);
+    }
+    return false;
+  }
+  auto position = [this](const std::string& name) -> std::optional<uint64_t> {
+    const Member* m = FindMember(name);
+    uint64_t v = 0;
+    if (!m || !m->status) return std::nullopt;
+    if (LsnValue(m->status->received_lsn, &v) || LsnValue(m->status->replay_lsn, &v)) return v;
+    return std::nullopt;
+  };
+  std::optional<uint64_t> chosen = position(change_->to);
+  if (best.name != change_->to && best.lsn && (!chosen || *best.lsn > *chosen)) {
+    Event(EventType::kWarning, "FailoverCandidateChanged", "Failover",
+          best.name + " has received WAL up to " + FormatLsn(*best.lsn) + ", further than " +
+              change_->to + " (" + (chosen ? FormatLsn(*chosen) : std::string("unknown")) +
+              "); promoting " + best.name + " instead.");
+    change_->to = best.name;
+    chosen = best.lsn;
+  }
+  if (chosen) change_->lsn = FormatLsn(*chosen);
+  return true;
+}
+
 void Planner::StartFailover(const PostgresClusterSpec& spec, const std::string& reason) {
   FailoverChoice choice = ChooseCandidate(spec);
   if (choice.name.empty()) {
@@ -1146,7 +1183,8 @@ void Planner::AdvanceFailover(const PostgresClusterSpec& spec) {
       RequeueWithin(std::chrono::milliseconds(*o_.old_lease_expires_in_ms));
       return;
     }
-    primary_ = change_->to;
+    if (!ConfirmCandidate(spec)) return;
+    target_ = primary_ = change_->to;
     ++term_;
     phase_reason_ = "Promoting " + primary_;
     return;

@@ -66,6 +66,28 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   EXPECT_EQ(sb.system_identifier, a.Status().system_identifier);
   EXPECT_EQ(sb.following, a.endpoint().host + ":" + std::to_string(a.endpoint().port));
 
+  // GET /status reports the replica's WAL positions as they are now, not as of the converge
+  // loop's last tick (a failover chooses among standbys on these numbers).
+  for (int round = 0; round < 5; ++round) {
+    std::string written = a.Query(
+        "WITH w AS (INSERT INTO t VALUES (" + std::to_string(1000 + round) +
+        ") RETURNING 1) SELECT pg_current_wal_lsn() FROM w");
+    uint64_t want = 0;
+    ASSERT_TRUE(ParseLsn(written, &want)) << written;
+    ASSERT_TRUE(WaitFor(
+        [&] {
+          uint64_t got = 0;
+          return ParseLsn(b.Query("SELECT pg_last_wal_receive_lsn()"), &got) && got >= want;
+        },
+        seconds(10)));
+    uint64_t received = 0;
+    InstanceStatus now = b.Status();
+    ASSERT_TRUE(ParseLsn(now.received_lsn, &received)) << now.received_lsn;
+    EXPECT_GE(received, want) << "round " << round << ": status says " << now.received_lsn
+                              << ", postgres received " << written;
+  }
+  ASSERT_TRUE(a.Sql()->ExecScript("DELETE FROM t WHERE id >= 1000").ok());
+
   // A stale generation is refused with 409 and changes nothing.
   InstanceSpec stale = pb;
   stale.generation = 0;
