@@ -61,6 +61,10 @@ std::map<std::string, std::string> DesiredParameters(const InstanceSpec& spec,
       // some WAL makes a rewind after failover likely to work instead of needing a re-clone
       // (CloudNativePG's default too).
       {"wal_keep_size", "512MB"},
+      // A standby whose WAL receiver failed (its primary just died, or the new primary is
+      // still promoting) tries again after this long; PostgreSQL's 5 s default is most of a
+      // failover's write pause in synchronous mode, where commits wait for that standby.
+      {"wal_retrieve_retry_interval", "1s"},
       {"logging_collector", "off"},
   };
   for (const auto& [k, v] : MemoryDefaults(spec.memory_limit_bytes)) p[k] = v;

@@ -254,7 +254,7 @@ Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec
     case ActionKind::kFence:
       return node_.StopImmediately();
     case ActionKind::kPromote:
-      return node_.Promote();
+      return node_.Promote(spec);
     case ActionKind::kRewind:
       return node_.Rewind(spec);
     case ActionKind::kReclone: {

@@ -328,6 +328,7 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
   PETREL_RETURN_IF_ERROR(WriteConfigIn(clone_dir_, spec));
   rewind_failed_ = false;
   diverged_ = false;
+  streamed_tli_ = 0;
   return InstallDataDir(clone_dir_);
 }
 
@@ -429,6 +430,7 @@ Status PostgresNode::Rewind(const InstanceSpec& spec) {
   // pg_rewind copied the source's configuration files; ours are rewritten next.
   PETREL_RETURN_IF_ERROR(WriteFileAtomic(o_.pgdata + "/standby.signal", "", 0600, o_.run_as));
   diverged_ = false;
+  streamed_tli_ = 0;
   not_streaming_since_.reset();
   return WriteConfig(spec);
 }
@@ -531,14 +533,6 @@ bool PostgresNode::FenceImmediately() {
   return true;
 }
 
-Status PostgresNode::Promote() {
-  PgConn* c = Admin();
-  if (!c) return UnavailableError("promote: postgres is not accepting connections");
-  PETREL_ASSIGN_OR_RETURN(PgRows r, c->Exec("SELECT pg_promote(true, 60)"));
-  if (r.GetOr(0, 0) != "t") return UnavailableError("pg_promote did not finish within 60s");
-  return Status::Ok();
-}
-
 namespace {
 
 // The physical slots this instance should hold: the spec's list on a primary; none on a
@@ -549,6 +543,29 @@ std::set<std::string> WantedSlots(const InstanceSpec& spec) {
 }
 
 }  // namespace
+
+Status PostgresNode::Promote(const InstanceSpec& spec) {
+  PgConn* c = Admin();
+  if (!c) return UnavailableError("promote: postgres is not accepting connections");
+  // The other replicas reconnect with their slots as soon as they are told to follow this
+  // instance, often before the promotion has finished. A slot that does not exist yet makes a
+  // WAL receiver give up for wal_retrieve_retry_interval (5 s), and in synchronous mode no
+  // write commits meanwhile: create the slots while still a standby (physical slots may be).
+  PETREL_ASSIGN_OR_RETURN(
+      PgRows rows,
+      c->Exec("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'"));
+  std::set<std::string> have;
+  for (int i = 0; i < rows.size(); ++i) have.insert(rows.GetOr(i, 0));
+  for (const auto& name : WantedSlots(spec)) {
+    if (have.count(name)) continue;
+    spdlog::info("creating replication slot {} before the promotion", name);
+    PETREL_RETURN_IF_ERROR(
+        c->Exec("SELECT pg_create_physical_replication_slot($1, true)", {name}).status());
+  }
+  PETREL_ASSIGN_OR_RETURN(PgRows r, c->Exec("SELECT pg_promote(true, 60)"));
+  if (r.GetOr(0, 0) != "t") return UnavailableError("pg_promote did not finish within 60s");
+  return Status::Ok();
+}
 
 Status PostgresNode::SyncSlots(const InstanceSpec& spec) {
   PgConn* c = Admin();
@@ -582,8 +599,8 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
   auto r = c->Exec(
       "SELECT pg_is_in_recovery(), (SELECT system_identifier FROM pg_control_system()), "
       "CASE WHEN pg_is_in_recovery() THEN "
-      "  COALESCE((SELECT received_tli FROM pg_stat_wal_receiver), "
-      "           (SELECT timeline_id FROM pg_control_checkpoint())) "
+      "  GREATEST((SELECT timeline_id FROM pg_control_checkpoint()), "
+      "           (SELECT min_recovery_end_timeline FROM pg_control_recovery())) "
       "ELSE ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END, "
       "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END, "
       "pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), "
@@ -591,7 +608,8 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
       "(SELECT count(*) FROM pg_settings WHERE pending_restart), "
       "(SELECT status FROM pg_stat_wal_receiver), "
       "(SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver), "
-      "(SELECT latest_end_lsn FROM pg_stat_wal_receiver)");
+      "(SELECT latest_end_lsn FROM pg_stat_wal_receiver), "
+      "(SELECT received_tli FROM pg_stat_wal_receiver)");
   if (!r.ok()) {
     spdlog::debug("status query failed: {}", r.status().ToString());
     admin_.reset();
@@ -608,6 +626,13 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
   f.pending_restart = row.GetOr(0, 7, "0") != "0";
   f.streaming = row.GetOr(0, 8) == "streaming";
   if (f.role == InstanceRole::kReplica) {
+    // The control file's timelines trail what was streamed (a standby writes a restartpoint
+    // only now and then), and once the WAL receiver is gone nothing else tells which timeline
+    // the received WAL is on: remember the newest one streamed since the data was replaced.
+    // Comparing an older timeline's fork point with our position would take a standby that
+    // merely followed a promotion for a diverged one and rewind it for nothing.
+    streamed_tli_ = std::max<int64_t>(streamed_tli_, std::atoll(row.GetOr(0, 11, "0").c_str()));
+    f.timeline = std::max(f.timeline, streamed_tli_);
     f.following = row.GetOr(0, 9);
     uint64_t end = 0, replay = 0;
     if (ParseLsn(row.GetOr(0, 10), &end) && ParseLsn(f.replay_lsn, &replay)) {

@@ -95,7 +95,7 @@ class PostgresNode {
   // postgres runs and may accept writes (no standby.signal). True when it sent the signal;
   // once per postgres process.
   bool FenceImmediately();
-  Status Promote();
+  Status Promote(const InstanceSpec& spec);
   Status SyncSlots(const InstanceSpec& spec);
 
   // Snapshots and cluster identity (issue 7; implemented in instance/node_snapshot.cc).
@@ -150,6 +150,7 @@ class PostgresNode {
   bool stopping_ = false;
   bool rewind_failed_ = false;
   bool diverged_ = false;  // sticky until a rewind or clone succeeds
+  int64_t streamed_tli_ = 0;  // newest timeline streamed since the data was last replaced
   std::optional<SteadyTime> not_streaming_since_;
   SteadyTime next_divergence_check_{};
   int crashes_ = 0;

@@ -40,6 +40,17 @@ std::optional<LocalWalPosition> PositionFromControlData(
   if (min_recovery != control.end() && ParseLsn(min_recovery->second, &m) && m > p.lsn) {
     p.lsn = m;
     p.inclusive = false;
+    // The minimum recovery point is on a timeline of its own (later than the checkpoint's
+    // when a standby followed a promotion since its last restartpoint).
+    auto min_tli = control.find("Min recovery ending loc's timeline");
+    int64_t t = 0;
+    if (min_tli != control.end()) {
+      try {
+        t = std::stoll(min_tli->second);
+      } catch (...) {
+      }
+    }
+    if (t > p.timeline) p.timeline = t;
   }
   return p;
 }

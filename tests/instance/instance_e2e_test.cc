@@ -101,6 +101,11 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   ASSERT_EQ(b.PutSpec(pb).status, 202);
   ASSERT_TRUE(b.WaitReady(InstanceRole::kPrimary, 2)) << b.Log();
   EXPECT_GE(b.Status().timeline, 2);
+  // The slot of the instance that will follow was there before the promotion: a replica told
+  // to follow b during its promotion finds it (a missing slot costs wal_retrieve_retry_interval).
+  EXPECT_NE(b.Log().find("creating replication slot db_1 before the promotion"), std::string::npos)
+      << b.Log();
+  EXPECT_EQ(b.Query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'db_1'"), "1");
   ASSERT_TRUE(b.Sql().ok());
   {
     auto c = b.Sql();

@@ -26,6 +26,24 @@ TEST(ControlDataTest, ParsesKeysWithColonsAndSpaces) {
   EXPECT_FALSE(PositionFromControlData(ParseControlData("garbage\n")).has_value());
 }
 
+// A standby that followed a promotion (timeline 1 -> 2) after its last restartpoint: its
+// checkpoint is still on timeline 1, its received WAL is on timeline 2. Judged on timeline 1
+// it would look diverged from a primary that forked timeline 3 off timeline 2 (seen in the
+// failover benchmark: a needless rewind that left the standby unable to start).
+TEST(ControlDataTest, TheMinimumRecoveryPointCarriesItsOwnTimeline) {
+  std::string text = std::string(kControlData) + "Min recovery ending loc's timeline:   2\n";
+  auto p = PositionFromControlData(ParseControlData(text));
+  ASSERT_TRUE(p.has_value());
+  EXPECT_EQ(p->timeline, 2);
+  EXPECT_EQ(p->lsn, 0x3009600u);
+  const std::string history =
+      "1\t0/3000000\tno recovery target specified\n"
+      "2\t0/3009600\tno recovery target specified\n";
+  EXPECT_FALSE(HasDiverged(*p, 3, history));
+  EXPECT_TRUE(HasDiverged(LocalWalPosition{1, 0x3009600, false}, 3, history))
+      << "the checkpoint's timeline alone says diverged";
+}
+
 TEST(SwitchPointTest, FindsTheAncestorTimeline) {
   std::string history =
       "1\t0/3009588\tno recovery target specified\n"
