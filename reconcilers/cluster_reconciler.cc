@@ -140,6 +140,12 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
   bool failing_over = change && change->kind == PrimaryChangeKind::kFailover &&
                       status.current_primary == change->from;
   Millis suspect_timeout = SuspectTimeout(lease_duration);
+  {
+    std::lock_guard<std::mutex> l(abandoned_mu_);
+    std::erase_if(abandoned_, [](const auto& f) {
+      return f.wait_for(std::chrono::seconds(0)) == std::future_status::ready;
+    });
+  }
   // In parallel: one instance that does not answer must not delay seeing the others. One
   // whose lease renewal just went unanswered gets a short timeout (fast failure detection).
   std::vector<std::pair<std::string, std::future<Result<InstanceStatus>>>> asked;
@@ -151,12 +157,33 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
     // poll of the failover waits for it, so it gets the shortest bound.
     Millis timeout =
         failing_over && name == change->from ? kReplacedPrimaryTimeout : suspect_timeout;
-    asked.emplace_back(name, std::async(std::launch::async, [this, &pod, suspect, timeout] {
+    // The pod is copied: a read given up on below outlives this observation.
+    asked.emplace_back(name, std::async(std::launch::async, [this, pod, suspect, timeout] {
                          return suspect ? deps_.instances.GetStatusWithin(pod, timeout)
                                         : deps_.instances.GetStatus(pod);
                        }));
   }
-  for (auto& [name, answer] : asked) o.instances.emplace(name, answer.get());
+  // An instance frozen just before this observation began was asked with the ordinary
+  // timeout (seconds). Once its lease renewal fails as well it gets no longer than a suspect
+  // would: waiting on would hold up the failover by the rest of that timeout.
+  const auto asked_at = std::chrono::steady_clock::now();
+  for (auto& [name, answer] : asked) {
+    while (answer.wait_for(Millis(10)) != std::future_status::ready) {
+      if (deps_.leases && deps_.leases->Unanswered(key, name) &&
+          std::chrono::steady_clock::now() - asked_at >= suspect_timeout) {
+        break;
+      }
+    }
+    if (answer.wait_for(std::chrono::seconds(0)) == std::future_status::ready) {
+      o.instances.emplace(name, answer.get());
+      continue;
+    }
+    o.instances.emplace(name, TimeoutError("GET /status of " + name + ": no answer within " +
+                                           std::to_string(suspect_timeout.count()) +
+                                           " ms, and its lease renewal failed"));
+    std::lock_guard<std::mutex> l(abandoned_mu_);
+    abandoned_.push_back(std::move(answer));
+  }
 
   if (!deps_.leases) return;
   for (const auto& [name, answer] : o.instances) {
@@ -166,6 +193,11 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
     o.old_lease_expires_in_ms = deps_.leases->OldLeaseExpiresInMs(
         key, change->from, std::max<int64_t>(status.term, 1), lease_duration);
   }
+}
+
+ClusterReconciler::~ClusterReconciler() {
+  std::lock_guard<std::mutex> l(abandoned_mu_);
+  for (auto& f : abandoned_) f.wait();
 }
 
 Result<ReconcileResult> ClusterReconciler::Reconcile(const ObjectKey& key) {

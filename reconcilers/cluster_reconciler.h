@@ -15,8 +15,11 @@
 #pragma once
 
 #include <functional>
+#include <future>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <vector>
 
 #include "controller/event_recorder.h"
 #include "controller/kube_client.h"
@@ -61,6 +64,7 @@ struct ClusterReconcilerDeps {
 class ClusterReconciler : public Reconciler {
  public:
   explicit ClusterReconciler(ClusterReconcilerDeps deps) : deps_(std::move(deps)) {}
+  ~ClusterReconciler() override;  // waits for status reads it stopped waiting for
   Result<ReconcileResult> Reconcile(const ObjectKey& key) override;
 
   // The observation Reconcile() plans from (exposed for tests and diagnostics).
@@ -73,6 +77,10 @@ class ClusterReconciler : public Reconciler {
   void PublishMetrics(const Json& cluster, const ClusterPlan& plan);
 
   ClusterReconcilerDeps deps_;
+  // Status reads given up on because their instance missed a lease renewal meanwhile; they
+  // end within the client's timeout and are collected on the next observation.
+  std::mutex abandoned_mu_;
+  std::vector<std::future<Result<InstanceStatus>>> abandoned_;
 };
 
 std::unique_ptr<Reconciler> NewClusterReconciler(ClusterReconcilerDeps deps);

@@ -3,6 +3,7 @@
 // it and reports a status derived from it. Thread-safe.
 #pragma once
 
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <set>
@@ -14,8 +15,14 @@ namespace petrel {
 class FakeInstances : public InstanceClient {
  public:
   Result<InstanceStatus> GetStatus(const Json& pod) override {
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
     std::string name = meta::Name(pod);
+    if (hung_.count(name)) {
+      // A frozen process: the request sits unanswered until the client gives up (here: until
+      // the test thaws it).
+      thawed_.wait(lock, [&] { return !hung_.count(name); });
+      return TimeoutError("GET /status of " + name + ": timed out");
+    }
     if (!pod.contains("status") || pod["status"].value("podIP", "").empty()) {
       return UnavailableError("pod " + name + " has no IP yet");
     }
@@ -74,6 +81,22 @@ class FakeInstances : public InstanceClient {
     return LeaseReply{grant.term, grant.duration_ms};
   }
 
+  // A frozen instance: GET /status hangs until SetHung(name, false); every other call fails
+  // at once (PUT /lease and PUT /spec are bounded by short timeouts in the real client).
+  void SetHung(const std::string& name, bool hung) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (hung) {
+        hung_.insert(name);
+        down_.insert(name);
+      } else {
+        hung_.erase(name);
+        down_.erase(name);
+      }
+    }
+    thawed_.notify_all();
+  }
+
   // An instance that stops answering (a frozen or crashed pod), or answers again.
   void SetDown(const std::string& name, bool down) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -102,6 +125,8 @@ class FakeInstances : public InstanceClient {
   mutable std::mutex mu_;
   std::map<std::string, InstanceSpec> specs_;
   std::set<std::string> down_;
+  std::set<std::string> hung_;
+  std::condition_variable thawed_;
   std::map<std::string, int> leases_;
   int puts_ = 0;
 };
