@@ -4,6 +4,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <charconv>
 #include <future>
 #include <set>
 #include <vector>
@@ -200,8 +201,39 @@ ClusterReconciler::~ClusterReconciler() {
   for (auto& f : abandoned_) f.wait();
 }
 
+ObjectPtr ClusterReconciler::Freshest(const ObjectKey& key, ObjectPtr cached) {
+  std::lock_guard<std::mutex> l(written_mu_);
+  auto it = written_.find(key);
+  if (it == written_.end()) return cached;
+  const Json& mine = it->second;
+  // resourceVersions are opaque to clients in general, but both kube-apiserver (etcd
+  // revisions) and petrel local issue increasing integers; anything else: trust the cache.
+  auto number = [](const std::string& rv) -> std::optional<uint64_t> {
+    uint64_t v = 0;
+    auto [end, ec] = std::from_chars(rv.data(), rv.data() + rv.size(), v);
+    if (ec != std::errc() || end != rv.data() + rv.size() || rv.empty()) return std::nullopt;
+    return v;
+  };
+  std::optional<uint64_t> cached_rv = cached ? number(meta::ResourceVersion(*cached)) : std::nullopt;
+  std::optional<uint64_t> mine_rv = number(meta::ResourceVersion(mine));
+  if (cached && cached_rv && mine_rv && *cached_rv < *mine_rv) {
+    return std::make_shared<const Json>(mine);  // the cache has not seen our write yet
+  }
+  written_.erase(it);
+  return cached;
+}
+
+void ClusterReconciler::RememberWritten(const ObjectKey& key, std::optional<Json> written) {
+  std::lock_guard<std::mutex> l(written_mu_);
+  if (written) {
+    written_[key] = std::move(*written);
+  } else {
+    written_.erase(key);
+  }
+}
+
 Result<ReconcileResult> ClusterReconciler::Reconcile(const ObjectKey& key) {
-  ObjectPtr cluster = deps_.reader.Get(resources::kPostgresCluster, key);
+  ObjectPtr cluster = Freshest(key, deps_.reader.Get(resources::kPostgresCluster, key));
   if (!cluster) {
     if (deps_.leases) deps_.leases->Forget(key);
     return ReconcileResult::Done();  // deleted: owner references clean up
@@ -253,6 +285,8 @@ Status ClusterReconciler::Execute(const Json& cluster, const ClusterPlan& plan) 
     Json updated = cluster;
     updated["status"] = plan.status->ToJson();
     auto r = deps_.client.UpdateStatus(resources::kPostgresCluster, updated);
+    // Someone else wrote in between (a switchover request, a spec edit): plan from the cache.
+    RememberWritten(meta::Key(cluster), r.ok() ? std::optional<Json>(*r) : std::nullopt);
     if (!r.ok()) return r.status().Annotate(where + ": writing status");
   }
   ObjectKey key = meta::Key(cluster);

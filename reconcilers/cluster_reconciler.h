@@ -16,8 +16,10 @@
 
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -77,6 +79,14 @@ class ClusterReconciler : public Reconciler {
   void PublishMetrics(const Json& cluster, const ClusterPlan& plan);
 
   ClusterReconcilerDeps deps_;
+  // The cluster as this reconciler last wrote it (status update), used instead of the cache
+  // until the cache has caught up: planning on the object from before our own write would
+  // only end in a Conflict and a retry (dozens per failover in the benchmark).
+  ObjectPtr Freshest(const ObjectKey& key, ObjectPtr cached);
+  void RememberWritten(const ObjectKey& key, std::optional<Json> written);
+
+  std::mutex written_mu_;
+  std::map<ObjectKey, Json> written_;
   // Status reads given up on because their instance missed a lease renewal meanwhile; they
   // end within the client's timeout and are collected on the next observation.
   std::mutex abandoned_mu_;
