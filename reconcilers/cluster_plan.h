@@ -89,7 +89,8 @@ struct ClusterObservation {
   // currentPrimary still the old primary): milliseconds until every lease the old primary may
   // hold for status.term has certainly expired (0 = expired), as bounded by the LeaseKeeper
   // (reconcilers/lease_keeper.h). nullopt = cannot be bounded yet (no replica has been seen to
-  // accept the next term, so the old primary's peers may still extend its lease).
+  // accept the next term, so the old primary's peers may still extend its lease). Taken
+  // before the instances were asked, so that when it is 0 their WAL positions are final.
   std::optional<int64_t> old_lease_expires_in_ms;
 };
 

@@ -141,6 +141,13 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
   bool failing_over = change && change->kind == PrimaryChangeKind::kFailover &&
                       status.current_primary == change->from;
   Millis suspect_timeout = SuspectTimeout(lease_duration);
+  // Bounded before the reads: once the old lease has expired, the positions read next are
+  // final (a replaced primary cut off from this controller but not from its standbys can
+  // commit until then), and the promotion chooses on them.
+  if (failing_over && deps_.leases) {
+    o.old_lease_expires_in_ms = deps_.leases->OldLeaseExpiresInMs(
+        key, change->from, std::max<int64_t>(status.term, 1), lease_duration);
+  }
   {
     std::lock_guard<std::mutex> l(abandoned_mu_);
     std::erase_if(abandoned_, [](const auto& f) {
@@ -189,10 +196,6 @@ void ClusterReconciler::ObserveInstances(ClusterObservation& o) {
   if (!deps_.leases) return;
   for (const auto& [name, answer] : o.instances) {
     if (answer.ok() && answer->term > 0) deps_.leases->NoteTermAccepted(key, name, answer->term);
-  }
-  if (failing_over) {
-    o.old_lease_expires_in_ms = deps_.leases->OldLeaseExpiresInMs(
-        key, change->from, std::max<int64_t>(status.term, 1), lease_duration);
   }
 }
 
