@@ -8,9 +8,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <condition_variable>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -623,64 +627,21 @@ Status NodeAgent::Start() {
   snapshot_options.node_name = options_.node_name;
   snapshots_ = std::make_unique<SnapshotDriver>(client_, snapshot_options);
   PETREL_RETURN_IF_ERROR(snapshots_->Start());
-  thread_ = std::thread([this] { Run(); });
+  loop_ = std::make_unique<WatchLoop>(
+      client_, WatchLoopOptions{ManagedSelector(), options_.resync}, [this] { Reconcile(); });
+  loop_->Start();
   return Status::Ok();
 }
 
 void NodeAgent::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    if (watch_) watch_->Cancel();
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (stopped_) return;
+  stopped_ = true;
+  if (loop_) loop_->Stop();
   // Every worker stops at once; destruction then waits for each.
   for (auto& [uid, worker] : workers_) worker->RequestStop(options_.max_grace_period);
   workers_.clear();
   // Last: a snapshot in progress ends when its instance has stopped.
   if (snapshots_) snapshots_->Stop();
-}
-
-void NodeAgent::Run() {
-  while (true) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
-    Reconcile();
-    // The watch only wakes the loop up early; every turn re-reads the whole state.
-    WatchStream* watch = nullptr;
-    {
-      std::unique_lock lock(mu_);
-      if (stopping_) return;
-      if (!watch_) {
-        lock.unlock();
-        WatchOptions w;
-        w.label_selector = ManagedSelector();
-        auto opened = client_.Watch(resources::kPod, "", w);
-        lock.lock();
-        if (opened.ok()) watch_ = std::move(opened).value();
-        if (stopping_) return;
-      }
-      watch = watch_.get();
-      if (watch == nullptr) {
-        cv_.wait_for(lock, options_.resync, [this] { return stopping_; });
-        continue;
-      }
-    }
-    WatchEvent event;
-    Status s = watch->Next(&event, options_.resync);  // Stop() may Cancel() it meanwhile
-    if (s.ok()) {
-      // Take whatever else is already queued: one pass covers it all.
-      while (watch->Next(&event, std::chrono::milliseconds(0)).ok()) {
-      }
-    } else if (s.code() != Code::kTimeout) {
-      std::lock_guard lock(mu_);
-      watch_.reset();  // ended or cancelled: reopen on the next turn
-    }
-  }
 }
 
 std::string NodeAgent::AllocatePodIp(const Json& pod) {

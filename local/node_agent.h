@@ -37,20 +37,17 @@
 // per Pod).
 #pragma once
 
-#include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <filesystem>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <set>
 #include <string>
-#include <thread>
 
 #include "controller/kube_client.h"
 #include "local/addresses.h"
 #include "local/pod_plan.h"
+#include "local/watch_loop.h"
 
 namespace petrel {
 
@@ -89,7 +86,6 @@ class NodeAgent {
   const NodeAgentOptions& options() const { return options_; }
 
  private:
-  void Run();
   void Reconcile();
   void BindClaims();
   void FinalDelete(const Json& pod);
@@ -99,12 +95,8 @@ class NodeAgent {
   NodeAgentOptions options_;
   std::unique_ptr<AddressAllocator> ips_;
   std::unique_ptr<SnapshotDriver> snapshots_;  // VolumeSnapshots and restores (snapshot_driver.h)
-  std::thread thread_;
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                    // guarded by mu_
-  std::unique_ptr<WatchStream> watch_;       // guarded by mu_ (for Cancel from Stop)
+  std::unique_ptr<WatchLoop> loop_;  // runs Reconcile (local/watch_loop.h)
+  bool stopped_ = false;
 
   // Owned by the loop thread.
   std::map<std::string, std::unique_ptr<PodWorker>> workers_;  // by pod uid

@@ -104,19 +104,14 @@ Status ServiceProxy::Start() {
     addresses_ = std::make_unique<AddressAllocator>(block);
   }
   tcp_ = std::make_unique<TcpProxy>(options_.tcp);
-  thread_ = std::thread([this] { Run(); });
+  loop_ = std::make_unique<WatchLoop>(client_, WatchLoopOptions{"", options_.resync},
+                                      [this] { SyncOnce(); });
+  loop_->Start();
   return Status::Ok();
 }
 
 void ServiceProxy::Stop() {
-  {
-    std::lock_guard lock(mu_);
-    if (stopping_) return;
-    stopping_ = true;
-    if (watch_) watch_->Cancel();
-  }
-  cv_.notify_all();
-  if (thread_.joinable()) thread_.join();
+  if (loop_) loop_->Stop();
   std::lock_guard lock(sync_mu_);
   listeners_.clear();  // before the TcpProxy they belong to
   routes_.clear();
@@ -207,44 +202,6 @@ void ServiceProxy::SyncOnce() {
     serving.push_back(*route);
   }
   routes_ = std::move(serving);
-}
-
-void ServiceProxy::Run() {
-  while (true) {
-    {
-      std::lock_guard lock(mu_);
-      if (stopping_) return;
-    }
-    SyncOnce();
-    // The watch only wakes the loop up early; every turn re-reads the whole state.
-    WatchStream* watch = nullptr;
-    {
-      std::unique_lock lock(mu_);
-      if (stopping_) return;
-      if (!watch_) {
-        lock.unlock();
-        auto opened = client_.Watch(resources::kPod, "", {});
-        lock.lock();
-        if (opened.ok()) watch_ = std::move(opened).value();
-        if (stopping_) return;
-      }
-      watch = watch_.get();
-      if (watch == nullptr) {
-        cv_.wait_for(lock, options_.resync, [this] { return stopping_; });
-        continue;
-      }
-    }
-    WatchEvent event;
-    Status s = watch->Next(&event, options_.resync);  // Stop() may Cancel() it meanwhile
-    if (s.ok()) {
-      // Take whatever else is already queued: one pass covers it all.
-      while (watch->Next(&event, std::chrono::milliseconds(0)).ok()) {
-      }
-    } else if (s.code() != Code::kTimeout) {
-      std::lock_guard lock(mu_);
-      watch_.reset();  // ended or cancelled: reopen on the next turn
-    }
-  }
 }
 
 }  // namespace petrel

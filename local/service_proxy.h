@@ -21,17 +21,16 @@
 #pragma once
 
 #include <chrono>
-#include <condition_variable>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "controller/kube_client.h"
 #include "local/addresses.h"
 #include "local/tcp_proxy.h"
+#include "local/watch_loop.h"
 
 namespace petrel {
 
@@ -75,19 +74,13 @@ class ServiceProxy {
   void SyncOnce();
 
  private:
-  void Run();
   void AnnotateAddresses(std::vector<Json>* services);
 
   KubeClient& client_;
   ServiceProxyOptions options_;
   std::unique_ptr<AddressAllocator> addresses_;  // kAnnotation only
   std::unique_ptr<TcpProxy> tcp_;
-  std::thread thread_;
-
-  std::mutex mu_;
-  std::condition_variable cv_;
-  bool stopping_ = false;                  // guarded by mu_
-  std::unique_ptr<WatchStream> watch_;     // guarded by mu_
+  std::unique_ptr<WatchLoop> loop_;  // runs SyncOnce (local/watch_loop.h)
 
   std::mutex sync_mu_;  // one planning pass at a time
   std::map<std::string, std::unique_ptr<ProxyListener>> listeners_;  // "addr:port"; sync_mu_
