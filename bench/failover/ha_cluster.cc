@@ -475,6 +475,20 @@ std::string HaCluster::Describe() {
     out += "  " + e.value("eventTime", "") + " " + e.value("reason", "") + ": " +
            e.value("note", "") + "\n";
   }
+  // The end of every instance's log (petrel instance and postgres), where a rejoin that did
+  // not happen says why.
+  constexpr size_t kTailLines = 25;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(options_.work_dir / "logs" / ns_, ec)) {
+    std::ifstream in(entry.path());
+    std::vector<std::string> lines;
+    for (std::string line; std::getline(in, line);) {
+      lines.push_back(line);
+      if (lines.size() > kTailLines) lines.erase(lines.begin());
+    }
+    out += "log " + entry.path().filename().string() + " (last lines):\n";
+    for (const auto& line : lines) out += "  " + line + "\n";
+  }
   return out;
 }
 
