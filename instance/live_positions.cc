@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "instance/node.h"
+
 namespace petrel {
 
 void LivePositions::Refresh(InstanceStatus* status) {
@@ -15,11 +17,7 @@ void LivePositions::Refresh(InstanceStatus* status) {
       opts.connect_timeout = std::chrono::seconds(1);
       opts.statement_timeout = options_.statement_timeout;
       opts.application_name = "petrel-positions";
-      auto c = PgConn::Connect(ConnInfo({{"host", options_.socket_dir},
-                                         {"port", std::to_string(options_.port)},
-                                         {"user", kSuperuser},
-                                         {"dbname", "postgres"}}),
-                               "", opts);
+      auto c = ConnectLocalSuperuser(options_.socket_dir, options_.port, opts);
       if (!c.ok()) return;
       conn_.emplace(std::move(c).value());
     }

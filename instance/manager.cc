@@ -32,6 +32,8 @@ const char* PhaseOf(ActionKind kind, bool fenced) {
       return "recloning";
     case ActionKind::kSyncSlots:
       return "configuring";
+    case ActionKind::kCheckpoint:
+      return "checkpointing";
     case ActionKind::kRestore:
       return "restoring";
     case ActionKind::kRekey:
@@ -268,6 +270,8 @@ Status InstanceManager::Execute(const InstanceAction& action, const InstanceSpec
     }
     case ActionKind::kSyncSlots:
       return node_.SyncSlots(spec);
+    case ActionKind::kCheckpoint:
+      return node_.Checkpoint();
     case ActionKind::kRestore:
       return node_.RestoreSnapshot(spec);
     case ActionKind::kRekey:

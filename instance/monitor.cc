@@ -8,6 +8,7 @@
 
 #include "core/log.h"
 #include "instance/metrics.h"
+#include "instance/node.h"
 
 namespace petrel {
 namespace {
@@ -200,11 +201,7 @@ std::optional<PgConn>& InstanceMonitor::Connection() {
   opts.connect_timeout = std::chrono::seconds(2);
   opts.statement_timeout = std::chrono::milliseconds(5000);
   opts.application_name = "petrel-monitor";
-  auto c = PgConn::Connect(ConnInfo({{"host", options_.socket_dir},
-                                     {"port", std::to_string(options_.port)},
-                                     {"user", kSuperuser},
-                                     {"dbname", "postgres"}}),
-                           "", opts);
+  auto c = ConnectLocalSuperuser(options_.socket_dir, options_.port, opts);
   if (c.ok()) conn_.emplace(std::move(c).value());
   return conn_;
 }

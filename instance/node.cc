@@ -124,16 +124,21 @@ Status PostgresNode::WritePassfile() {
   return WriteFileAtomic(passfile_, line, 0600, o_.run_as);
 }
 
+Result<PgConn> ConnectLocalSuperuser(const std::string& socket_dir, uint16_t port,
+                                     const PgConnectOptions& options) {
+  return PgConn::Connect(ConnInfo({{"host", socket_dir},
+                                   {"port", std::to_string(port)},
+                                   {"user", kSuperuser},
+                                   {"dbname", "postgres"}}),
+                         "", options);
+}
+
 Result<PgConn> PostgresNode::AdminConnect(std::chrono::seconds timeout) {
   PgConnectOptions opts;
   opts.connect_timeout = timeout;
   opts.statement_timeout = std::chrono::milliseconds(10000);
   opts.application_name = "petrel-instance";
-  return PgConn::Connect(ConnInfo({{"host", socket_dir_},
-                                   {"port", std::to_string(o_.port)},
-                                   {"user", kSuperuser},
-                                   {"dbname", "postgres"}}),
-                         "", opts);
+  return ConnectLocalSuperuser(socket_dir_, o_.port, opts);
 }
 
 PgConn* PostgresNode::Admin() {
@@ -334,13 +339,26 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
 
 Status PostgresNode::CheckSourceIsPrimary(const Endpoint& primary) {
   PETREL_ASSIGN_OR_RETURN(PgConn conn, ConnectPrimary(primary));
-  PETREL_ASSIGN_OR_RETURN(PgRows r, conn.Exec("SELECT pg_is_in_recovery()"));
+  PETREL_ASSIGN_OR_RETURN(
+      PgRows r, conn.Exec("SELECT pg_is_in_recovery(), "
+                          "(SELECT timeline_id FROM pg_control_checkpoint()), "
+                          "CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
+                          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
+                          "::bit(32)::int END"));
+  const std::string where = primary.host + ":" + std::to_string(primary.port);
   if (r.GetOr(0, 0) != "f") {
     // Rewinding onto a server that is not promoted yet would find "no rewind required" and
     // leave this data directory ahead of the timeline fork to come.
-    return UnavailableError(primary.host + ":" + std::to_string(primary.port) +
+    return UnavailableError(where +
                             " is not a primary yet (still in recovery); waiting for its "
                             "promotion before rewinding");
+  }
+  // pg_rewind takes the source's timeline from its last checkpoint: right after a promotion
+  // that is still the old timeline, and it would report "no rewind required".
+  if (std::atoll(r.GetOr(0, 1, "0").c_str()) < std::atoll(r.GetOr(0, 2, "0").c_str())) {
+    return UnavailableError(where +
+                            " has not written a checkpoint since its promotion yet; waiting "
+                            "for it before rewinding");
   }
   return Status::Ok();
 }
@@ -369,12 +387,22 @@ Result<bool> PostgresNode::CheckDiverged(const InstanceSpec& spec, const LocalWa
 void PostgresNode::UpdateDivergence(const InstanceSpec& spec, const ObservedInstance& o,
                                     const SqlFacts& facts) {
   const bool want_replica = spec.role == InstanceRole::kReplica && spec.primary;
-  // Healthy: streaming, or not a standby at all (a demotion rewinds anyway).
-  if (!want_replica || !o.standby_signal || (o.accepting && facts.streaming) ||
+  // Not a standby at all (a demotion rewinds anyway): nothing to watch.
+  if (!want_replica || !o.standby_signal ||
       (o.accepting && facts.role != InstanceRole::kReplica)) {
     not_streaming_since_.reset();
+    streaming_seen_ = 0;
     return;
   }
+  // Healthy once streaming is seen on two observations in a row. A standby past its new
+  // primary's fork point streams the old timeline up to the fork every
+  // wal_retrieve_retry_interval and then waits again: one "streaming" sample must not
+  // restart the wait below, or it is never found diverged.
+  if (o.accepting && facts.streaming) {
+    if (++streaming_seen_ >= 2) not_streaming_since_.reset();
+    return;
+  }
+  streaming_seen_ = 0;
   // Give the WAL receiver time to connect and switch timelines by itself first; a standby
   // that cannot even start ("requested timeline is not a child of this server's history")
   // is checked from its control file.
@@ -542,6 +570,31 @@ std::set<std::string> WantedSlots(const InstanceSpec& spec) {
   return std::set<std::string>(spec.replication_slots.begin(), spec.replication_slots.end());
 }
 
+// Makes the physical slots on `c` those WantedSlots(spec) names: creates the missing ones and,
+// when `drop_unwanted`, drops inactive ones the spec does not name.
+Status ReconcileSlots(PgConn& c, const InstanceSpec& spec, bool drop_unwanted, const char* when) {
+  PETREL_ASSIGN_OR_RETURN(
+      PgRows rows,
+      c.Exec("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'"));
+  std::set<std::string> want = WantedSlots(spec);
+  std::set<std::string> have;
+  for (int i = 0; i < rows.size(); ++i) {
+    std::string name = rows.GetOr(i, 0);
+    have.insert(name);
+    if (drop_unwanted && !want.count(name) && rows.GetOr(i, 1) == "f") {
+      spdlog::info("dropping inactive replication slot {} (not in the spec)", name);
+      PETREL_RETURN_IF_ERROR(c.Exec("SELECT pg_drop_replication_slot($1)", {name}).status());
+    }
+  }
+  for (const auto& name : want) {
+    if (have.count(name)) continue;
+    spdlog::info("creating replication slot {}{}", name, when);
+    PETREL_RETURN_IF_ERROR(
+        c.Exec("SELECT pg_create_physical_replication_slot($1, true)", {name}).status());
+  }
+  return Status::Ok();
+}
+
 }  // namespace
 
 Status PostgresNode::Promote(const InstanceSpec& spec) {
@@ -549,47 +602,24 @@ Status PostgresNode::Promote(const InstanceSpec& spec) {
   if (!c) return UnavailableError("promote: postgres is not accepting connections");
   // The other replicas reconnect with their slots as soon as they are told to follow this
   // instance, often before the promotion has finished. A slot that does not exist yet makes a
-  // WAL receiver give up for wal_retrieve_retry_interval (5 s), and in synchronous mode no
-  // write commits meanwhile: create the slots while still a standby (physical slots may be).
-  PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      c->Exec("SELECT slot_name FROM pg_replication_slots WHERE slot_type = 'physical'"));
-  std::set<std::string> have;
-  for (int i = 0; i < rows.size(); ++i) have.insert(rows.GetOr(i, 0));
-  for (const auto& name : WantedSlots(spec)) {
-    if (have.count(name)) continue;
-    spdlog::info("creating replication slot {} before the promotion", name);
-    PETREL_RETURN_IF_ERROR(
-        c->Exec("SELECT pg_create_physical_replication_slot($1, true)", {name}).status());
-  }
+  // WAL receiver give up for wal_retrieve_retry_interval, and in synchronous mode no write
+  // commits meanwhile: create the slots while still a standby (physical slots may be).
+  PETREL_RETURN_IF_ERROR(ReconcileSlots(*c, spec, false, " before the promotion"));
   PETREL_ASSIGN_OR_RETURN(PgRows r, c->Exec("SELECT pg_promote(true, 60)"));
   if (r.GetOr(0, 0) != "t") return UnavailableError("pg_promote did not finish within 60s");
   return Status::Ok();
 }
 
+Status PostgresNode::Checkpoint() {
+  PgConn* c = Admin();
+  if (!c) return UnavailableError("checkpoint: postgres is not accepting connections");
+  return c->ExecScript("CHECKPOINT");
+}
+
 Status PostgresNode::SyncSlots(const InstanceSpec& spec) {
   PgConn* c = Admin();
   if (!c) return UnavailableError("slots: postgres is not accepting connections");
-  PETREL_ASSIGN_OR_RETURN(
-      PgRows rows,
-      c->Exec("SELECT slot_name, active FROM pg_replication_slots WHERE slot_type = 'physical'"));
-  std::set<std::string> want = WantedSlots(spec);
-  std::set<std::string> have;
-  for (int i = 0; i < rows.size(); ++i) {
-    std::string name = rows.GetOr(i, 0);
-    have.insert(name);
-    if (!want.count(name) && rows.GetOr(i, 1) == "f") {
-      spdlog::info("dropping inactive replication slot {} (not in the spec)", name);
-      PETREL_RETURN_IF_ERROR(c->Exec("SELECT pg_drop_replication_slot($1)", {name}).status());
-    }
-  }
-  for (const auto& name : want) {
-    if (have.count(name)) continue;
-    spdlog::info("creating replication slot {}", name);
-    PETREL_RETURN_IF_ERROR(
-        c->Exec("SELECT pg_create_physical_replication_slot($1, true)", {name}).status());
-  }
-  return Status::Ok();
+  return ReconcileSlots(*c, spec, true, "");
 }
 
 SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
@@ -609,7 +639,8 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
       "(SELECT status FROM pg_stat_wal_receiver), "
       "(SELECT sender_host || ':' || sender_port FROM pg_stat_wal_receiver), "
       "(SELECT latest_end_lsn FROM pg_stat_wal_receiver), "
-      "(SELECT received_tli FROM pg_stat_wal_receiver)");
+      "(SELECT received_tli FROM pg_stat_wal_receiver), "
+      "(SELECT timeline_id FROM pg_control_checkpoint())");
   if (!r.ok()) {
     spdlog::debug("status query failed: {}", r.status().ToString());
     admin_.reset();
@@ -625,6 +656,7 @@ SqlFacts PostgresNode::QuerySql(const InstanceSpec& spec) {
   f.pg_version = row.GetOr(0, 6);
   f.pending_restart = row.GetOr(0, 7, "0") != "0";
   f.streaming = row.GetOr(0, 8) == "streaming";
+  f.checkpoint_timeline = std::atoll(row.GetOr(0, 12, "0").c_str());
   if (f.role == InstanceRole::kReplica) {
     // The control file's timelines trail what was streamed (a standby writes a restartpoint
     // only now and then), and once the WAL receiver is gone nothing else tells which timeline
@@ -707,6 +739,9 @@ ObservedInstance PostgresNode::Observe(const InstanceSpec& spec, bool has_spec, 
     o.accepting = !facts->pg_version.empty();
     o.sql_role = facts->role;
     o.slots_current = facts->slots_current;
+    o.checkpoint_predates_timeline = facts->role == InstanceRole::kPrimary &&
+                                     facts->checkpoint_timeline > 0 &&
+                                     facts->checkpoint_timeline < facts->timeline;
     if (o.accepting) last_crash_.clear();
   }
   if (o.has_data && has_spec) UpdateDivergence(spec, o, *facts);

@@ -58,7 +58,12 @@ struct SqlFacts {
   std::string pg_version;
   bool pending_restart = false;
   bool slots_current = true;
+  int64_t checkpoint_timeline = 0;  // pg_control_checkpoint()
 };
+
+// The superuser's connection to the local postgres over its private unix socket (trust).
+Result<PgConn> ConnectLocalSuperuser(const std::string& socket_dir, uint16_t port,
+                                     const PgConnectOptions& options);
 
 class PostgresNode {
  public:
@@ -97,6 +102,7 @@ class PostgresNode {
   bool FenceImmediately();
   Status Promote(const InstanceSpec& spec);
   Status SyncSlots(const InstanceSpec& spec);
+  Status Checkpoint();
 
   // Snapshots and cluster identity (issue 7; implemented in instance/node_snapshot.cc).
   // The cluster uid recorded in PGDATA (instance/snapshot.h), "" when none or no data. Safe
@@ -152,6 +158,7 @@ class PostgresNode {
   bool diverged_ = false;  // sticky until a rewind or clone succeeds
   int64_t streamed_tli_ = 0;  // newest timeline streamed since the data was last replaced
   std::optional<SteadyTime> not_streaming_since_;
+  int streaming_seen_ = 0;  // consecutive observations with the WAL receiver streaming
   SteadyTime next_divergence_check_{};
   int crashes_ = 0;
   SteadyTime started_at_{};

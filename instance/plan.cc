@@ -30,6 +30,8 @@ const char* ActionName(ActionKind kind) {
       return "reclone";
     case ActionKind::kSyncSlots:
       return "sync-slots";
+    case ActionKind::kCheckpoint:
+      return "checkpoint";
     case ActionKind::kRestore:
       return "restore";
     case ActionKind::kRekey:
@@ -170,6 +172,11 @@ InstanceAction PlanInstanceAction(const ObservedInstance& o, const InstanceSpec&
     return Act(ActionKind::kStart, "starting postgres");
   }
   if (!o.accepting) return Act(ActionKind::kWait, "waiting for postgres to accept connections");
+  if (spec.role == InstanceRole::kPrimary && o.sql_role == InstanceRole::kPrimary &&
+      o.checkpoint_predates_timeline) {
+    return Act(ActionKind::kCheckpoint,
+               "checkpoint on the new timeline (a member rewinding onto it needs one)");
+  }
   if (o.sql_role == spec.role && !o.slots_current) {
     return Act(ActionKind::kSyncSlots, "reconciling replication slots");
   }

@@ -28,6 +28,10 @@ struct ObservedInstance {
   bool config_current = false;      // petrel.conf, pg_hba.conf and the include match the spec
   bool in_restart_backoff = false;  // postgres exited unexpectedly and the backoff runs
   bool slots_current = true;        // physical slots match the spec (none on a replica)
+  // Primary: its last checkpoint predates its current timeline (promoted, the end-of-recovery
+  // checkpoint not written yet). pg_rewind reads the source's timeline from that checkpoint
+  // and would rewind nothing onto it.
+  bool checkpoint_predates_timeline = false;
   bool diverged = false;            // replica: cannot follow its primary's timeline
   bool rewind_failed = false;       // the last pg_rewind failed: re-clone instead
   // The cluster uid recorded in PGDATA ("" when none is recorded or there is no data).
@@ -48,6 +52,7 @@ enum class ActionKind {
   kRewind,       // pg_rewind from spec.primary, write standby.signal
   kReclone,      // move PGDATA aside (kept, renamed) and clone again
   kSyncSlots,    // create missing / drop inactive unlisted physical slots (replicas keep none)
+  kCheckpoint,   // CHECKPOINT on the timeline a promotion started
   // Snapshots and cluster identity (issue 7).
   kRestore,      // copy spec.snapshot_path into the empty volume
   kRekey,        // data of another cluster (bootstrap snapshot): re-key it, record our uid

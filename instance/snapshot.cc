@@ -5,6 +5,7 @@
 
 #include "core/log.h"
 #include "instance/files.h"
+#include "instance/node.h"
 #include "pg/conn.h"
 
 namespace petrel {
@@ -153,11 +154,7 @@ Result<SnapshotInfo> SnapshotTaker::Take(const SnapshotRequest& request,
     opts.connect_timeout = std::chrono::seconds(5);
     opts.statement_timeout = std::chrono::milliseconds(10000);
     opts.application_name = "petrel-instance";
-    auto conn = PgConn::Connect(ConnInfo({{"host", source_.socket_dir},
-                                          {"port", std::to_string(source_.port)},
-                                          {"user", kSuperuser},
-                                          {"dbname", "postgres"}}),
-                                "", opts);
+    auto conn = ConnectLocalSuperuser(source_.socket_dir, source_.port, opts);
     if (!conn.ok()) {
       return ConflictError("postgres is not accepting connections; a snapshot needs it running: " +
                            conn.status().message());

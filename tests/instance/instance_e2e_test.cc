@@ -106,6 +106,12 @@ TEST_F(InstanceE2eTest, ReplicatesPromotesRewindsFencesAndRecovers) {
   EXPECT_NE(b.Log().find("creating replication slot db_1 before the promotion"), std::string::npos)
       << b.Log();
   EXPECT_EQ(b.Query("SELECT count(*) FROM pg_replication_slots WHERE slot_name = 'db_1'"), "1");
+  // The promoted instance checkpoints on its new timeline at once: pg_rewind reads a source's
+  // timeline from its last checkpoint and would otherwise rewind nothing onto it.
+  EXPECT_TRUE(WaitFor(
+      [&] { return b.Query("SELECT timeline_id FROM pg_control_checkpoint()") == "2"; },
+      seconds(30)));
+  EXPECT_NE(b.Log().find("checkpoint: checkpoint on the new timeline"), std::string::npos);
   ASSERT_TRUE(b.Sql().ok());
   {
     auto c = b.Sql();
