@@ -24,6 +24,12 @@ namespace fs = std::filesystem;
 // A unix socket path must fit in sockaddr_un.sun_path (108 bytes with the NUL).
 constexpr size_t kMaxSocketPath = 107;
 
+// SQL: a primary's current timeline (the first 8 hex digits of its current WAL file name),
+// 0 on a standby (where pg_walfile_name is not allowed).
+constexpr const char* kPrimaryTimelineSql =
+    "CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
+    "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int END";
+
 std::string Tail(const std::string& output, size_t max = 600) {
   std::string t = output.size() > max ? "..." + output.substr(output.size() - max) : output;
   while (!t.empty() && (t.back() == '\n' || t.back() == ' ')) t.pop_back();
@@ -340,11 +346,9 @@ Status PostgresNode::Clone(const InstanceSpec& spec) {
 Status PostgresNode::CheckSourceIsPrimary(const Endpoint& primary) {
   PETREL_ASSIGN_OR_RETURN(PgConn conn, ConnectPrimary(primary));
   PETREL_ASSIGN_OR_RETURN(
-      PgRows r, conn.Exec("SELECT pg_is_in_recovery(), "
-                          "(SELECT timeline_id FROM pg_control_checkpoint()), "
-                          "CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
-                          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
-                          "::bit(32)::int END"));
+      PgRows r, conn.Exec(std::string("SELECT pg_is_in_recovery(), "
+                                      "(SELECT timeline_id FROM pg_control_checkpoint()), ") +
+                          kPrimaryTimelineSql));
   const std::string where = primary.host + ":" + std::to_string(primary.port);
   if (r.GetOr(0, 0) != "f") {
     // Rewinding onto a server that is not promoted yet would find "no rewind required" and
@@ -366,9 +370,7 @@ Status PostgresNode::CheckSourceIsPrimary(const Endpoint& primary) {
 Result<bool> PostgresNode::CheckDiverged(const InstanceSpec& spec, const LocalWalPosition& local) {
   PETREL_ASSIGN_OR_RETURN(PgConn conn, ConnectPrimary(*spec.primary));
   PETREL_ASSIGN_OR_RETURN(
-      PgRows r, conn.Exec("SELECT pg_is_in_recovery(), CASE WHEN pg_is_in_recovery() THEN 0 ELSE "
-                          "('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))"
-                          "::bit(32)::int END"));
+      PgRows r, conn.Exec(std::string("SELECT pg_is_in_recovery(), ") + kPrimaryTimelineSql));
   if (r.GetOr(0, 0) != "f") return false;  // not a primary: nothing to compare with yet
   int64_t primary_tli = std::atoll(r.GetOr(0, 1, "0").c_str());
   std::string history;

@@ -39,9 +39,10 @@ namespace petrel {
 // characters for 32 bytes). Internal when the CSPRNG fails (never falls back to a weaker one).
 Result<std::string> RandomToken(size_t bytes = 32);
 
-// How long an instance that missed its lease renewal gets to answer GET /status: a tenth of
-// the lease (100 ms by default), at least 100 ms. A longer lease makes detection more tolerant
-// of a slow instance (and failover slower).
+// How long an instance that missed its lease renewal gets to answer GET /status: a quarter of
+// the lease, at least 250 ms (a read already in flight with the ordinary timeout is given up
+// after that long too). A longer lease makes detection more tolerant of a slow instance (and
+// failover slower).
 Millis SuspectTimeout(int64_t lease_duration_ms);
 // ... and the primary a failover is replacing, while it has not answered its lease renewal.
 inline constexpr Millis kReplacedPrimaryTimeout{50};
