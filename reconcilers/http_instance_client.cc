@@ -73,32 +73,25 @@ Result<InstanceStatus> HttpInstanceClient::GetStatusWithin(const Json& pod, Mill
   return InstanceStatus::FromJson(body);
 }
 
-Status HttpInstanceClient::PutSpec(const Json& pod, const InstanceSpec& spec) {
-  PETREL_ASSIGN_OR_RETURN(std::string base, BaseUrl(pod));
-  PETREL_ASSIGN_OR_RETURN(std::string token, Token(pod));
-  HttpCallOptions options;
-  options.timeout = timeout_;
-  options.headers["Authorization"] = "Bearer " + token;
-  options.headers["Content-Type"] = "application/json";
-  PETREL_ASSIGN_OR_RETURN(HttpResponse r,
-                          HttpCall("PUT", base + "/spec", spec.ToJson().dump(), options));
-  return FromHttp(r, "PUT /spec to " + meta::Name(pod));
-}
-
-}  // namespace petrel
-
-namespace petrel {
-
-Result<LeaseReply> HttpInstanceClient::PutLease(const Json& pod, const LeaseGrant& grant,
-                                                Millis timeout) {
+Result<HttpResponse> HttpInstanceClient::AuthorizedPut(const Json& pod, const std::string& path,
+                                                       const Json& body, Millis timeout) const {
   PETREL_ASSIGN_OR_RETURN(std::string base, BaseUrl(pod));
   PETREL_ASSIGN_OR_RETURN(std::string token, Token(pod));
   HttpCallOptions options;
   options.timeout = timeout;
   options.headers["Authorization"] = "Bearer " + token;
   options.headers["Content-Type"] = "application/json";
-  PETREL_ASSIGN_OR_RETURN(HttpResponse r,
-                          HttpCall("PUT", base + "/lease", grant.ToJson().dump(), options));
+  return HttpCall("PUT", base + path, body.dump(), options);
+}
+
+Status HttpInstanceClient::PutSpec(const Json& pod, const InstanceSpec& spec) {
+  PETREL_ASSIGN_OR_RETURN(HttpResponse r, AuthorizedPut(pod, "/spec", spec.ToJson(), timeout_));
+  return FromHttp(r, "PUT /spec to " + meta::Name(pod));
+}
+
+Result<LeaseReply> HttpInstanceClient::PutLease(const Json& pod, const LeaseGrant& grant,
+                                                Millis timeout) {
+  PETREL_ASSIGN_OR_RETURN(HttpResponse r, AuthorizedPut(pod, "/lease", grant.ToJson(), timeout));
   std::string what = "PUT /lease to " + meta::Name(pod);
   if (r.status == 404) {
     return NotFoundError(what + ": this instance has no lease API (an older petrel instance?)");

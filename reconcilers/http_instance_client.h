@@ -1,6 +1,5 @@
 // InstanceClient over the instance HTTP API (api/instance.h): GET /status, PUT /spec and
-// PUT /lease on
-// the pod IP, port kInstanceApiPort, with the bearer token from the cluster's `<cluster>-petrel`
+// PUT /lease on the pod IP, port kInstanceApiPort, with the bearer token from the cluster's `<cluster>-petrel`
 // Secret (read through the cache, never logged). A separate library from the planner so that
 // the pure reconciler code does not link the network stack.
 //
@@ -12,6 +11,7 @@
 #include <chrono>
 
 #include "controller/object_reader.h"
+#include "net/http.h"
 #include "reconcilers/instance_client.h"
 
 namespace petrel {
@@ -31,6 +31,9 @@ class HttpInstanceClient : public InstanceClient {
   Result<std::string> Token(const Json& pod) const;
 
   Result<std::string> BaseUrl(const Json& pod) const;
+  // PUT of a JSON body with the instance API token, bounded by `timeout`.
+  Result<HttpResponse> AuthorizedPut(const Json& pod, const std::string& path, const Json& body,
+                                     Millis timeout) const;
 
   const ObjectReader& reader_;
   std::chrono::milliseconds timeout_;
