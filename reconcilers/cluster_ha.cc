@@ -10,15 +10,9 @@ namespace {
 
 std::string Lsn(std::optional<uint64_t> v) { return v ? FormatLsn(*v) : "unknown"; }
 
-// The position that counts for "most advanced": WAL received (flushed) by the standby, which
-// is what synchronous commit waits for; the replayed position when nothing was received yet.
-std::optional<uint64_t> Position(const FailoverCandidate& c) {
-  return c.received_lsn ? c.received_lsn : c.replay_lsn;
-}
-
 bool MoreAdvanced(const FailoverCandidate& a, const FailoverCandidate& b) {
-  uint64_t pa = Position(a).value_or(0);
-  uint64_t pb = Position(b).value_or(0);
+  uint64_t pa = CandidatePosition(a).value_or(0);
+  uint64_t pb = CandidatePosition(b).value_or(0);
   if (pa != pb) return pa > pb;
   uint64_t ra = a.replay_lsn.value_or(0);
   uint64_t rb = b.replay_lsn.value_or(0);
@@ -27,6 +21,10 @@ bool MoreAdvanced(const FailoverCandidate& a, const FailoverCandidate& b) {
 }
 
 }  // namespace
+
+std::optional<uint64_t> CandidatePosition(const FailoverCandidate& c) {
+  return c.received_lsn ? c.received_lsn : c.replay_lsn;
+}
 
 FailoverChoice ChooseFailoverCandidate(const std::string& old_primary,
                                        const std::vector<FailoverCandidate>& members,
@@ -41,7 +39,7 @@ FailoverChoice ChooseFailoverCandidate(const std::string& old_primary,
       skipped.push_back(m.name + " is not running as a replica");
     } else if (!m.same_system) {
       skipped.push_back(m.name + " holds other data (system identifier differs)");
-    } else if (!Position(m)) {
+    } else if (!CandidatePosition(m)) {
       skipped.push_back(m.name + " reports no WAL position");
     } else {
       eligible.push_back(&m);
@@ -76,7 +74,7 @@ FailoverChoice ChooseFailoverCandidate(const std::string& old_primary,
   } else if (rules.max_lag_bytes && rules.primary_lsn) {
     std::vector<const FailoverCandidate*> within;
     for (const auto* c : eligible) {
-      uint64_t pos = *Position(*c);
+      uint64_t pos = *CandidatePosition(*c);
       uint64_t lag = pos >= *rules.primary_lsn ? 0 : *rules.primary_lsn - pos;
       if (lag <= static_cast<uint64_t>(*rules.max_lag_bytes)) {
         within.push_back(c);
@@ -97,7 +95,7 @@ FailoverChoice ChooseFailoverCandidate(const std::string& old_primary,
   const FailoverCandidate* best = *std::min_element(
       eligible.begin(), eligible.end(),
       [](const FailoverCandidate* a, const FailoverCandidate* b) { return MoreAdvanced(*a, *b); });
-  return {best->name, Position(*best), ""};
+  return {best->name, CandidatePosition(*best), ""};
 }
 
 PrimaryHealth AssessPrimary(const PrimaryObservation& p, int64_t failover_delay_seconds) {

@@ -52,6 +52,10 @@ struct FailoverChoice {
   std::string refusal;     // why nobody, in a sentence, when name is ""
 };
 
+// The position that ranks a candidate: WAL received (flushed) by it, which is what
+// synchronous commit waits for; the replayed position when nothing was received yet.
+std::optional<uint64_t> CandidatePosition(const FailoverCandidate& c);
+
 // The replica to promote in place of `old_primary`, or why none may be.
 FailoverChoice ChooseFailoverCandidate(const std::string& old_primary,
                                        const std::vector<FailoverCandidate>& members,

@@ -381,6 +381,7 @@ class Planner {
   void DetectFailure(const PostgresClusterSpec& spec);
   void StartFailover(const PostgresClusterSpec& spec, const std::string& reason);
   void AdvanceFailover(const PostgresClusterSpec& spec);
+  FailoverCandidate CandidateOf(const Member& m) const;
   FailoverChoice ChooseCandidate(const PostgresClusterSpec& spec) const;
   bool ConfirmCandidate(const PostgresClusterSpec& spec);
   PrimaryObservation ObservePrimary(const Member* p) const;
@@ -1054,24 +1055,26 @@ void Planner::DetectFailure(const PostgresClusterSpec& spec) {
   StartFailover(spec, health.reason);
 }
 
+FailoverCandidate Planner::CandidateOf(const Member& m) const {
+  FailoverCandidate c;
+  c.name = m.name;
+  c.serial = m.serial;
+  c.reachable = m.pod && !meta::IsBeingDeleted(*m.pod) && m.status;
+  if (m.status) {
+    c.running = m.status->running;
+    c.is_replica = m.status->role == InstanceRole::kReplica;
+    c.same_system = new_.system_id.empty() || m.status->system_identifier.empty() ||
+                    m.status->system_identifier == new_.system_id;
+    uint64_t v = 0;
+    if (LsnValue(m.status->received_lsn, &v)) c.received_lsn = v;
+    if (LsnValue(m.status->replay_lsn, &v)) c.replay_lsn = v;
+  }
+  return c;
+}
+
 FailoverChoice Planner::ChooseCandidate(const PostgresClusterSpec& spec) const {
   std::vector<FailoverCandidate> candidates;
-  for (const auto& m : members_) {
-    FailoverCandidate c;
-    c.name = m.name;
-    c.serial = m.serial;
-    c.reachable = m.pod && !meta::IsBeingDeleted(*m.pod) && m.status;
-    if (m.status) {
-      c.running = m.status->running;
-      c.is_replica = m.status->role == InstanceRole::kReplica;
-      c.same_system = new_.system_id.empty() || m.status->system_identifier.empty() ||
-                      m.status->system_identifier == new_.system_id;
-      uint64_t v = 0;
-      if (LsnValue(m.status->received_lsn, &v)) c.received_lsn = v;
-      if (LsnValue(m.status->replay_lsn, &v)) c.replay_lsn = v;
-    }
-    candidates.push_back(std::move(c));
-  }
+  for (const auto& m : members_) candidates.push_back(CandidateOf(m));
   FailoverRules rules;
   rules.max_lag_bytes = spec.max_lag_on_failover_bytes;
   rules.primary_lsn = LastKnownLsn(primary_);
@@ -1105,14 +1108,9 @@ bool Planner::ConfirmCandidate(const PostgresClusterSpec& spec) {
     }
     return false;
   }
-  auto position = [this](const std::string& name) -> std::optional<uint64_t> {
-    const Member* m = FindMember(name);
-    uint64_t v = 0;
-    if (!m || !m->status) return std::nullopt;
-    if (LsnValue(m->status->received_lsn, &v) || LsnValue(m->status->replay_lsn, &v)) return v;
-    return std::nullopt;
-  };
-  std::optional<uint64_t> chosen = position(change_->to);
+  const Member* current = FindMember(change_->to);
+  std::optional<uint64_t> chosen =
+      current ? CandidatePosition(CandidateOf(*current)) : std::nullopt;
   if (best.name != change_->to && best.lsn && (!chosen || *best.lsn > *chosen)) {
     Event(EventType::kWarning, "FailoverCandidateChanged", "Failover",
           best.name + " has received WAL up to " + FormatLsn(*best.lsn) + ", further than " +
