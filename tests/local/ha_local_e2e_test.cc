@@ -21,6 +21,7 @@
 #include "local/process.h"
 #include "net/http.h"
 #include "tests/local/local_test_util.h"
+#include "tests/local/petrel_run.h"
 
 namespace petrel {
 namespace {
@@ -47,29 +48,12 @@ class LocalHaE2e : public ::testing::Test {
     if (d.ok()) WaitFor([&] { return (*d)->Poll().has_value(); }, 120s);
     WaitFor([&] { return up_->Poll().has_value(); }, 120s);
   }
-  SpawnSpec Spec(const std::vector<std::string>& args, const std::string& log) {
-    SpawnSpec spec;
-    spec.argv = {std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel"};
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = {{"PATH", "/usr/bin:/bin"},
-                {"HOME", dir_.path().string()},
-                {"TMPDIR", dir_.path().string()}};
-    spec.working_dir = dir_.path().string();
-    spec.log_file = (dir_.path() / log).string();
-    return spec;
+  SpawnSpec Spec(std::vector<std::string> args, const std::string& log) {
+    args.insert(args.begin(), testing::PetrelBinary());
+    return testing::SpecIn(dir_.path(), std::move(args), log);
   }
   // The cluster as `petrel local` reports it (GET /status), or null.
-  Json Cluster() {
-    auto runtime = ReadFile(state_ / "local.json");
-    if (!runtime.ok()) return nullptr;
-    Json r = Json::parse(*runtime, nullptr, false);
-    if (r.is_discarded()) return nullptr;
-    auto response = HttpCall("GET", r.value("api", "") + "/status");
-    if (!response.ok() || response->status != 200) return nullptr;
-    Json status = Json::parse(response->body, nullptr, false);
-    if (status.is_discarded() || status["clusters"].empty()) return nullptr;
-    return status["clusters"][0];
-  }
+  Json Cluster() { return testing::FirstLocalCluster(state_); }
   std::string Primary() {
     Json c = Cluster();
     return c.is_object() ? c.value("primary", "") : "";

@@ -14,6 +14,7 @@
 #include "net/http.h"
 #include "pg/conn.h"
 #include "tests/local/local_test_util.h"
+#include "tests/local/petrel_run.h"
 
 namespace petrel {
 namespace {
@@ -29,17 +30,7 @@ class LocalClusterE2e : public ::testing::Test {
     }
   }
   std::unique_ptr<Process> Petrel(const std::vector<std::string>& args, const std::string& log) {
-    SpawnSpec spec;
-    spec.argv = {std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel"};
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    // TMPDIR keeps the address-block locks inside this test's directory.
-    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()},
-                {"TMPDIR", dir_.path().string()}};
-    spec.working_dir = dir_.path().string();
-    spec.log_file = (dir_.path() / log).string();
-    auto p = Process::Spawn(spec);
-    EXPECT_TRUE(p.ok()) << p.status().ToString();
-    return p.ok() ? std::move(p).value() : nullptr;
+    return testing::SpawnPetrel(dir_.path(), args, log);
   }
   std::unique_ptr<Process> Up() {
     return Petrel({"local", "up", "-f", manifest_.string(), "--state-dir", state_.string(),
@@ -57,17 +48,7 @@ class LocalClusterE2e : public ::testing::Test {
            "encoding: UTF8, locale: C}\n";
   }
   // The cluster as the running petrel local reports it (GET /status), or null.
-  Json Cluster() {
-    auto runtime = ReadFile(state_ / "local.json");
-    if (!runtime.ok()) return nullptr;
-    Json r = Json::parse(*runtime, nullptr, false);
-    if (r.is_discarded()) return nullptr;
-    auto response = HttpCall("GET", r.value("api", "") + "/status");
-    if (!response.ok() || response->status != 200) return nullptr;
-    Json status = Json::parse(response->body, nullptr, false);
-    if (status.is_discarded() || status["clusters"].empty()) return nullptr;
-    return status["clusters"][0];
-  }
+  Json Cluster() { return testing::FirstLocalCluster(state_); }
   bool ReadyWith(int replicas) {
     Json c = Cluster();
     return !c.is_null() && c.value("ready", false) && c.value("readyReplicas", 0) == replicas &&

@@ -15,6 +15,7 @@
 #include "local/process.h"
 #include "local/store.h"
 #include "tests/local/local_test_util.h"
+#include "tests/local/petrel_run.h"
 
 namespace petrel {
 namespace {
@@ -31,17 +32,7 @@ struct CommandRun {
 class LocalCommandTest : public ::testing::Test {
  protected:
   std::unique_ptr<Process> Start(const std::vector<std::string>& args, const std::string& log) {
-    SpawnSpec spec;
-    spec.argv = {std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel"};
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    // TMPDIR keeps the address-block locks inside this test's directory.
-    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()},
-                {"TMPDIR", dir_.path().string()}};
-    spec.working_dir = dir_.path().string();
-    spec.log_file = (dir_.path() / log).string();
-    auto p = Process::Spawn(spec);
-    EXPECT_TRUE(p.ok()) << p.status().ToString();
-    return p.ok() ? std::move(p).value() : nullptr;
+    return testing::SpawnPetrel(dir_.path(), args, log);
   }
   CommandRun RunToEnd(const std::vector<std::string>& args) {
     std::string log = "run-" + std::to_string(++runs_) + ".log";

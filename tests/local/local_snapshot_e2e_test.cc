@@ -15,6 +15,7 @@
 #include "net/http.h"
 #include "pg/conn.h"
 #include "tests/local/local_test_util.h"
+#include "tests/local/petrel_run.h"
 
 namespace petrel {
 namespace {
@@ -36,33 +37,14 @@ class LocalSnapshotE2e : public ::testing::Test {
           << Log("down.log");
     }
   }
-  static std::string Binary() {
-    return std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel";
-  }
+  static std::string Binary() { return testing::PetrelBinary(); }
   std::unique_ptr<Process> Petrel(const std::vector<std::string>& args, const std::string& log) {
-    SpawnSpec spec;
-    spec.argv = {Binary()};
-    spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-    spec.env = {{"PATH", "/usr/bin:/bin"}, {"HOME", dir_.path().string()},
-                {"TMPDIR", dir_.path().string()}};
-    spec.working_dir = dir_.path().string();
-    spec.log_file = (dir_.path() / log).string();
-    auto p = Process::Spawn(spec);
-    EXPECT_TRUE(p.ok()) << p.status().ToString();
-    return p.ok() ? std::move(p).value() : nullptr;
+    return testing::SpawnPetrel(dir_.path(), args, log);
   }
   std::string Log(const std::string& name) { return ReadFile(dir_.path() / name).value_or(""); }
   // A cluster as the running petrel local reports it (GET /status), or null.
   Json ClusterNamed(const std::string& name) {
-    auto runtime = ReadFile(state_ / "local.json");
-    if (!runtime.ok()) return nullptr;
-    Json r = Json::parse(*runtime, nullptr, false);
-    if (r.is_discarded()) return nullptr;
-    auto response = HttpCall("GET", r.value("api", "") + "/status");
-    if (!response.ok() || response->status != 200) return nullptr;
-    Json status = Json::parse(response->body, nullptr, false);
-    if (status.is_discarded()) return nullptr;
-    for (const Json& c : status.value("clusters", Json::array())) {
+    for (const Json& c : testing::LocalClusters(state_)) {
       if (c.value("name", "") == name) return c;
     }
     return nullptr;

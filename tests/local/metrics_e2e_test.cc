@@ -20,6 +20,7 @@
 #include "local/process.h"
 #include "net/http.h"
 #include "tests/local/local_test_util.h"
+#include "tests/local/petrel_run.h"
 
 namespace petrel {
 namespace {
@@ -82,39 +83,17 @@ class MetricsE2e : public ::testing::Test {
     }
   }
   std::unique_ptr<Process> Spawn(const std::vector<std::string>& argv, const std::string& log) {
-    SpawnSpec spec;
-    spec.argv = argv;
-    spec.env = {{"PATH", "/usr/bin:/bin"},
-                {"HOME", dir_.path().string()},
-                {"TMPDIR", dir_.path().string()}};
-    spec.working_dir = dir_.path().string();
-    spec.log_file = (dir_.path() / log).string();
-    auto p = Process::Spawn(spec);
+    auto p = Process::Spawn(testing::SpecIn(dir_.path(), argv, log));
     EXPECT_TRUE(p.ok()) << p.status().ToString();
     return p.ok() ? std::move(p).value() : nullptr;
   }
-  std::string Petrel() const {
-    return std::getenv("PETREL_BINARY") ? std::getenv("PETREL_BINARY") : "petrel";
-  }
+  std::string Petrel() const { return testing::PetrelBinary(); }
   std::string Log(const std::string& name) const {
     return ReadFile(dir_.path() / name).value_or("");
   }
-  Json Runtime() const {
-    auto runtime = ReadFile(state_ / "local.json");
-    if (!runtime.ok()) return nullptr;
-    Json r = Json::parse(*runtime, nullptr, false);
-    return r.is_discarded() ? Json(nullptr) : r;
-  }
+  Json Runtime() const { return testing::LocalRuntime(state_); }
   // The cluster as `petrel local` reports it (GET /status), or null.
-  Json Cluster() const {
-    Json r = Runtime();
-    if (!r.is_object()) return nullptr;
-    auto response = HttpCall("GET", r.value("api", "") + "/status");
-    if (!response.ok() || response->status != 200) return nullptr;
-    Json status = Json::parse(response->body, nullptr, false);
-    if (status.is_discarded() || status["clusters"].empty()) return nullptr;
-    return status["clusters"][0];
-  }
+  Json Cluster() const { return testing::FirstLocalCluster(state_); }
   // The stored objects of a kind (as the controller and node agent wrote them).
   std::vector<Json> StoredObjects(const std::string& kind) const {
     std::vector<Json> found;
