@@ -14,9 +14,8 @@ class SnapshotPluginEnvtest : public PluginFixture {
     SetUpPlugin(FakePsql::kNo);
     auto env = Envtest::Shared();
     ASSERT_TRUE(env.ok());
-    const char* source = std::getenv("PETREL_SOURCE_DIR");
     auto r = (*env)->Kubectl(
-        {"apply", "-f", std::string(source) + "/tests/support/crds/volumesnapshots.yaml"});
+        {"apply", "-f", SourcePath("tests/support/crds/volumesnapshots.yaml")});
     ASSERT_EQ(r.exit_code, 0) << r.err;
     r = (*env)->Kubectl({"wait", "--for", "condition=established", "--timeout=60s",
                          "crd/volumesnapshots.snapshot.storage.k8s.io"});

@@ -17,25 +17,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string Source(const std::string& path) {
-  const char* dir = std::getenv("PETREL_SOURCE_DIR");
-  return std::string(dir ? dir : ".") + "/" + path;
-}
-
 class SnapshotDriverEnvtest : public EnvtestTest {
  protected:
   void SetUp() override {
     EnvtestTest::SetUp();
     if (HasFatalFailure()) return;
-    static bool installed = false;
-    if (!installed) {
-      auto r = env().Kubectl({"apply", "-f", Source("tests/support/crds/volumesnapshots.yaml")});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      r = env().Kubectl({"wait", "--for", "condition=established", "--timeout=60s",
-                         "crd/volumesnapshots.snapshot.storage.k8s.io"});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      installed = true;
-    }
+    InstallOnce({"tests/support/crds/volumesnapshots.yaml"},
+                {"crd/volumesnapshots.snapshot.storage.k8s.io"});
+    if (HasFatalFailure()) return;
     SnapshotDriverOptions options;
     options.state_dir = dir_.path();
     driver_ = std::make_unique<SnapshotDriver>(client(), options);

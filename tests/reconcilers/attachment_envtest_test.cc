@@ -9,6 +9,7 @@
 
 #include "reconcilers/attachment_reconciler.h"
 #include "tests/reconcilers/attachment_fakes.h"
+#include "tests/reconcilers/client_object_reader.h"
 #include "tests/support/envtest.h"
 
 namespace petrel {
@@ -18,41 +19,14 @@ using testing_attach::FakeEvents;
 using testing_attach::FakePgAdminFactory;
 using testing_attach::FakePostgres;
 
-std::string Crd(const std::string& file) {
-  const char* src = std::getenv("PETREL_SOURCE_DIR");
-  return std::string(src ? src : ".") + "/crds/" + file;
-}
-
-// An ObjectReader straight over the API (the manager would serve these from informers).
-class ClientReader : public ObjectReader {
- public:
-  explicit ClientReader(KubeClient& client) : client_(client) {}
-  ObjectPtr Get(const ResourceType& type, const ObjectKey& key) const override {
-    auto r = client_.Get(type, key);
-    return r.ok() ? std::make_shared<const Json>(*r) : nullptr;
-  }
-  std::vector<ObjectPtr> List(const ResourceType& type, const std::string& ns,
-                              const LabelSelector&) const override {
-    std::vector<ObjectPtr> out;
-    auto r = client_.ListAll(type, ns, {});
-    if (r.ok()) {
-      for (auto& item : r->items) out.push_back(std::make_shared<const Json>(std::move(item)));
-    }
-    return out;
-  }
-
- private:
-  KubeClient& client_;
-};
-
 class AttachmentEnvtest : public EnvtestTest {
  protected:
   void SetUp() override {
     EnvtestTest::SetUp();
     ASSERT_NE(env_, nullptr);
-    reader_ = std::make_unique<ClientReader>(client());
+    reader_ = std::make_unique<ClientObjectReader>(client());
     for (const char* file : {"postgresattachment.yaml", "postgrescluster.yaml"}) {
-      auto applied = env().Kubectl({"apply", "-f", Crd(file)});
+      auto applied = env().Kubectl({"apply", "-f", SourcePath("crds/" + std::string(file))});
       ASSERT_EQ(applied.exit_code, 0) << applied.err;
     }
     auto established =
@@ -98,7 +72,7 @@ class AttachmentEnvtest : public EnvtestTest {
     ASSERT_TRUE(s.ok()) << s.status().ToString();
   }
 
-  std::unique_ptr<ClientReader> reader_;
+  std::unique_ptr<ClientObjectReader> reader_;
   FakeEvents events_;
   FakePostgres pg_;
 };

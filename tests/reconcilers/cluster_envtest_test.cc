@@ -23,11 +23,6 @@ namespace {
 
 constexpr const char* kControllerUser = "system:serviceaccount:petrel-system:petrel";
 
-std::string Source(const std::string& path) {
-  const char* dir = std::getenv("PETREL_SOURCE_DIR");
-  return std::string(dir ? dir : ".") + "/" + path;
-}
-
 class ClusterEnvtest : public EnvtestTest {
  protected:
   static void SetUpTestSuite() { ASSERT_TRUE(Envtest::Configure({{{kControllerUser, {}}}}).ok()); }
@@ -35,17 +30,8 @@ class ClusterEnvtest : public EnvtestTest {
   void SetUp() override {
     EnvtestTest::SetUp();
     if (HasFatalFailure()) return;
-    static bool installed = false;
-    if (!installed) {
-      for (const char* path : {"crds/", "manifests/"}) {
-        auto r = env().Kubectl({"apply", "-f", Source(path)});
-        ASSERT_EQ(r.exit_code, 0) << r.err;
-      }
-      auto r = env().Kubectl({"wait", "--for", "condition=established", "--timeout=60s",
-                              "crd/postgresclusters.petrel.dev"});
-      ASSERT_EQ(r.exit_code, 0) << r.err;
-      installed = true;
-    }
+    InstallOnce({"crds/", "manifests/"}, {"crd/postgresclusters.petrel.dev"});
+    if (HasFatalFailure()) return;
     auto token = env().TokenFor(kControllerUser);
     ASSERT_TRUE(token.ok()) << token.status().ToString();
     auto client = env().ClientAs(*token);

@@ -16,6 +16,7 @@
 #include <functional>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <sstream>
 #include <thread>
 
@@ -639,6 +640,30 @@ void Envtest::Stop() {
     fs::remove_all(dir_, ec);
   }
   dir_.clear();
+}
+
+std::string SourcePath(const std::string& path) {
+  const char* dir = std::getenv("PETREL_SOURCE_DIR");
+  return std::string(dir ? dir : ".") + "/" + path;
+}
+
+void EnvtestTest::InstallOnce(const std::vector<std::string>& paths,
+                              const std::vector<std::string>& established) {
+  static std::mutex mu;
+  static std::set<std::vector<std::string>> installed;
+  std::vector<std::string> key = paths;
+  key.insert(key.end(), established.begin(), established.end());
+  std::lock_guard<std::mutex> l(mu);
+  if (installed.count(key)) return;
+  for (const auto& path : paths) {
+    auto r = env().Kubectl({"apply", "-f", SourcePath(path)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  std::vector<std::string> wait = {"wait", "--for", "condition=established", "--timeout=60s"};
+  wait.insert(wait.end(), established.begin(), established.end());
+  auto r = env().Kubectl(wait);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  installed.insert(key);
 }
 
 void EnvtestTest::SetUp() {

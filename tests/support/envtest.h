@@ -126,12 +126,20 @@ class Envtest {
   std::unique_ptr<HttpKubeClient> probe_client_;  // short timeouts, no retries: for /readyz
 };
 
+// A path in Petrel's source tree (ctest sets PETREL_SOURCE_DIR; else the working directory).
+std::string SourcePath(const std::string& path);
+
 // A test fixture with the shared Envtest and a fresh namespace per test.
 class EnvtestTest : public ::testing::Test {
  protected:
   void SetUp() override;
   Envtest& env() { return *env_; }
   KubeClient& client() { return env_->Client(); }
+  // Applies `paths` (files or directories of Petrel's source tree) and waits until the CRDs
+  // `established` (e.g. "crd/postgresclusters.petrel.dev") are served: once per test process
+  // for the same arguments (the apiserver is shared).
+  void InstallOnce(const std::vector<std::string>& paths,
+                   const std::vector<std::string>& established);
 
   Envtest* env_ = nullptr;
   std::string ns_;
