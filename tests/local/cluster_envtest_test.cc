@@ -57,7 +57,44 @@ class ControllerChild {
   pid_t pid_ = -1;
 };
 
-class ClusterEnvtest : public EnvtestTest {};
+// One node of a cluster on the shared apiserver: the CRDs, a node agent running Pods with the
+// petrel binary under test, and a service proxy, on a fresh loopback block.
+class ClusterEnvtest : public EnvtestTest {
+ protected:
+  void StartNode(const std::string& prefix) {
+    const char* binary = std::getenv("PETREL_BINARY");
+    const char* source = std::getenv("PETREL_SOURCE_DIR");
+    ASSERT_TRUE(binary && source)
+        << "PETREL_BINARY and PETREL_SOURCE_DIR must be set (ctest does)";
+    binary_ = binary;
+    InstallOnce({"crds/postgrescluster.yaml", "crds/postgresattachment.yaml"},
+                {"crd/postgresclusters.petrel.dev"});
+    if (HasFatalFailure()) return;
+    dir_ = std::make_unique<testing::TempDir>(prefix);
+    auto [pod_block, service_block] = AddressBlock::Parse(testing::RandomLoopbackBlock())->Split();
+    NodeAgentOptions agent_options;
+    agent_options.state_dir = dir_->path();
+    agent_options.pod_block = pod_block.ToString();
+    agent_options.petrel_binary = binary_;
+    agent_ = std::make_unique<NodeAgent>(client(), agent_options);
+    ASSERT_TRUE(agent_->Start().ok());
+    ServiceProxyOptions proxy_options;
+    proxy_options.mode = AddressMode::kAnnotation;
+    proxy_options.address_block = service_block.ToString();
+    proxy_ = std::make_unique<ServiceProxy>(client(), proxy_options);
+    ASSERT_TRUE(proxy_->Start().ok());
+  }
+  void StopNode() {
+    if (proxy_) proxy_->Stop();
+    if (agent_) agent_->Stop();
+  }
+  void TearDown() override { StopNode(); }
+
+  std::string binary_;
+  std::unique_ptr<testing::TempDir> dir_;  // outlives the agent and proxy below
+  std::unique_ptr<NodeAgent> agent_;
+  std::unique_ptr<ServiceProxy> proxy_;
+};
 
 // What happens to a cluster's Pods, in the order the API server reports it (one watch, so one
 // total order): "create db-N" (added), "delete db-N" (deletion requested: deletionTimestamp
@@ -152,31 +189,8 @@ class PodStepLog {
 // then recreates the old primary; status.image follows and the data stays. The node agent
 // runs the host's Postgres 15 whatever the tag says, so any 15.x tag exercises the roll.
 TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary) {
-  const char* binary = std::getenv("PETREL_BINARY");
-  const char* source = std::getenv("PETREL_SOURCE_DIR");
-  ASSERT_TRUE(binary && source) << "PETREL_BINARY and PETREL_SOURCE_DIR must be set (ctest does)";
-  for (const char* crd : {"postgrescluster.yaml", "postgresattachment.yaml"}) {
-    auto r = env().Kubectl({"apply", "-f", std::string(source) + "/crds/" + crd});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-  auto established = env().Kubectl(
-      {"wait", "--for=condition=established", "--timeout=60s", "crd/postgresclusters.petrel.dev"});
-  ASSERT_EQ(established.exit_code, 0) << established.err;
-
-  testing::TempDir dir("petrel-roll-envtest");
-  auto [pod_block, service_block] = AddressBlock::Parse(testing::RandomLoopbackBlock())->Split();
-  NodeAgentOptions agent_options;
-  agent_options.state_dir = dir.path();
-  agent_options.pod_block = pod_block.ToString();
-  agent_options.petrel_binary = binary;
-  NodeAgent agent(client(), agent_options);
-  ASSERT_TRUE(agent.Start().ok());
-  ServiceProxyOptions proxy_options;
-  proxy_options.mode = AddressMode::kAnnotation;
-  proxy_options.address_block = service_block.ToString();
-  ServiceProxy proxy(client(), proxy_options);
-  ASSERT_TRUE(proxy.Start().ok());
-  ControllerChild controller({binary, "controller", "--kubeconfig", env().KubeconfigPath(),
+  ASSERT_NO_FATAL_FAILURE(StartNode("petrel-roll-envtest"));
+  ControllerChild controller({binary_, "controller", "--kubeconfig", env().KubeconfigPath(),
                               "--no-leader-elect", "--namespace", ns_, "--metrics-bind-address",
                               "127.0.0.1:0", "--health-probe-bind-address", "127.0.0.1:0"});
 
@@ -288,38 +302,13 @@ TEST_F(ClusterEnvtest, ImageChangeRollsReplicasThenSwitchesOverThenTheOldPrimary
       },
       std::chrono::seconds(30)));
   EXPECT_TRUE(controller.running());
-  proxy.Stop();
-  agent.Stop();
+  StopNode();
 }
 
 TEST_F(ClusterEnvtest, ControllerAndNodeAgentRunAThreeInstanceCluster) {
-  const char* binary = std::getenv("PETREL_BINARY");
-  const char* source = std::getenv("PETREL_SOURCE_DIR");
-  ASSERT_TRUE(binary && source) << "PETREL_BINARY and PETREL_SOURCE_DIR must be set (ctest does)";
-  for (const char* crd : {"postgrescluster.yaml", "postgresattachment.yaml"}) {
-    auto r = env().Kubectl({"apply", "-f", std::string(source) + "/crds/" + crd});
-    ASSERT_EQ(r.exit_code, 0) << r.err;
-  }
-  auto established = env().Kubectl({"wait", "--for=condition=established", "--timeout=60s",
-                                    "crd/postgresclusters.petrel.dev"});
-  ASSERT_EQ(established.exit_code, 0) << established.err;
+  ASSERT_NO_FATAL_FAILURE(StartNode("petrel-cluster-envtest"));
 
-  testing::TempDir dir("petrel-cluster-envtest");
-  std::string block = testing::RandomLoopbackBlock();
-  auto [pod_block, service_block] = AddressBlock::Parse(block)->Split();
-  NodeAgentOptions agent_options;
-  agent_options.state_dir = dir.path();
-  agent_options.pod_block = pod_block.ToString();
-  agent_options.petrel_binary = binary;
-  NodeAgent agent(client(), agent_options);
-  ASSERT_TRUE(agent.Start().ok());
-  ServiceProxyOptions proxy_options;
-  proxy_options.mode = AddressMode::kAnnotation;
-  proxy_options.address_block = service_block.ToString();
-  ServiceProxy proxy(client(), proxy_options);
-  ASSERT_TRUE(proxy.Start().ok());
-
-  ControllerChild controller({binary, "controller", "--kubeconfig", env().KubeconfigPath(),
+  ControllerChild controller({binary_, "controller", "--kubeconfig", env().KubeconfigPath(),
                               "--no-leader-elect", "--namespace", ns_,
                               "--metrics-bind-address", "127.0.0.1:0",
                               "--health-probe-bind-address", "127.0.0.1:0"});
@@ -376,8 +365,7 @@ TEST_F(ClusterEnvtest, ControllerAndNodeAgentRunAThreeInstanceCluster) {
   EXPECT_EQ(rows->GetOr(0, 0), "7");
   EXPECT_EQ(rows->GetOr(0, 1), "f");
 
-  proxy.Stop();
-  agent.Stop();
+  StopNode();
 }
 
 }  // namespace
